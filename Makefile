@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make test` and `make reports`. Both create .venv/ when missing
+# and install the package (editable) with its pinned dependencies from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PROFILE ?= default
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test reports data readme-results lab clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Locate (or download) the datasets the default profile needs, before spending time on notebooks.
+data: $(STAMP)
+	$(BIN)/python -m cbir.datasets fashion_mnist
+
+reports: data
+	$(BIN)/python -m cbir.reports --profile $(PROFILE)
+	$(BIN)/python -m cbir.reports --update-readme
+
+readme-results: $(STAMP)
+	$(BIN)/python -m cbir.reports --update-readme
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf reports/*.ipynb data/cache

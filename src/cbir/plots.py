@@ -1,0 +1,124 @@
+"""Figures shared by the notebooks. Each function returns a matplotlib Figure; `save_figure`
+writes it atomically. Nothing here computes results: it only draws what it is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from cbir._io import atomic_path
+from cbir.datasets import ImageSet
+
+
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save `figure` to `path` (format from the extension) atomically and return the path."""
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as temporary:
+        figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _show(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def plot_class_distribution(image_sets: Mapping[str, ImageSet]) -> plt.Figure:
+    """Bar chart of images per class, one bar group per split (labelled images only)."""
+    import pandas as pd
+
+    rows = []
+    for split_name, image_set in image_sets.items():
+        for class_name, count in zip(image_set.class_names, image_set.class_counts()):
+            rows.append({"class": class_name, "split": split_name, "images": int(count)})
+    table = pd.DataFrame(rows)
+    n_classes = table["class"].nunique()
+    figure, ax = plt.subplots(figsize=(max(6, 0.45 * n_classes + 2), 4))
+    if n_classes > 40:  # too many bars to read: show the distribution of counts instead
+        sns.histplot(data=table, x="images", hue="split", ax=ax, multiple="dodge")
+        ax.set_xlabel("images per class")
+    else:
+        sns.barplot(data=table, x="class", y="images", hue="split", ax=ax)
+        ax.tick_params(axis="x", rotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+    ax.set_title("Class distribution")
+    figure.tight_layout()
+    return figure
+
+
+def plot_sample_grid(image_set: ImageSet, per_class: int = 8, max_classes: int = 20, seed: int = 0) -> plt.Figure:
+    """A grid with one row per class (at most `max_classes`) and `per_class` random samples."""
+    rng = np.random.default_rng(seed)
+    classes = [c for c in range(len(image_set.class_names)) if np.any(image_set.labels == c)][:max_classes]
+    figure, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.1, len(classes) * 1.15),
+                                squeeze=False)
+    for row, class_index in enumerate(classes):
+        members = np.flatnonzero(image_set.labels == class_index)
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        images = image_set.load_images(chosen)
+        for column in range(per_class):
+            ax = axes[row, column]
+            if column < len(images):
+                _show(ax, images[column])
+            else:
+                ax.axis("off")
+        axes[row, 0].set_ylabel(image_set.class_names[class_index], rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle(f"Samples per class: {image_set.name}")
+    figure.tight_layout()
+    return figure
+
+
+def plot_image_statistics(statistics) -> plt.Figure:
+    """Histograms of image height/width and channel means from `datasets.image_statistics`."""
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    sizes = statistics.melt(value_vars=["height", "width"], var_name="dimension", value_name="pixels")
+    sns.histplot(data=sizes, x="pixels", hue="dimension", ax=axes[0], discrete=True, multiple="dodge")
+    axes[0].set_title("Image size")
+    channel_means = statistics.melt(value_vars=["mean_r", "mean_g", "mean_b"], var_name="channel", value_name="channel mean")
+    sns.histplot(data=channel_means, x="channel mean", hue="channel", ax=axes[1], element="step", bins=40,
+                 palette={"mean_r": "tab:red", "mean_g": "tab:green", "mean_b": "tab:blue"})
+    axes[1].set_title("Per-image channel mean (0–255)")
+    sns.histplot(data=statistics, x="std", ax=axes[2], bins=40)
+    axes[2].set_title("Per-image pixel standard deviation")
+    figure.tight_layout()
+    return figure
+
+
+def plot_split_sizes(sizes: Mapping[str, int]) -> plt.Figure:
+    """Horizontal bars: number of images in each split, labelled with the count."""
+    figure, ax = plt.subplots(figsize=(6, 0.5 * len(sizes) + 1))
+    names, counts = list(sizes), [int(sizes[name]) for name in sizes]
+    bars = ax.barh(names, counts, color=sns.color_palette("deep", len(names)))
+    ax.bar_label(bars, labels=[f"{c:,}" for c in counts], padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.set_title("Split sizes")
+    ax.set_xlim(0, max(counts + [1]) * 1.2)
+    figure.tight_layout()
+    return figure
+
+
+def plot_augmentation_preview(images: Sequence[np.ndarray], augmented: Sequence[Sequence[np.ndarray]]) -> plt.Figure:
+    """Each row: an original image, then its augmented variants.
+
+    Args:
+        images: n original uint8 images.
+        augmented: n lists of variants (float or uint8, 0–255).
+    """
+    columns = 1 + max(len(v) for v in augmented)
+    figure, axes = plt.subplots(len(images), columns, figsize=(columns * 1.3, len(images) * 1.35), squeeze=False)
+    for row, (original, variants) in enumerate(zip(images, augmented)):
+        _show(axes[row, 0], original, "original" if row == 0 else None)
+        for column, variant in enumerate(variants, start=1):
+            _show(axes[row, column], np.clip(np.asarray(variant), 0, 255).astype(np.uint8),
+                  f"augmented {column}" if row == 0 else None)
+    figure.tight_layout()
+    return figure

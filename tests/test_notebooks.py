@@ -1,0 +1,47 @@
+"""Every notebook executes through the report runner with the smoke profile."""
+
+import json
+import os
+import subprocess
+import sys
+
+import papermill
+import pytest
+
+from cbir import config, reports
+from conftest import make_tiny_imagenet
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_profile_runs_every_notebook(tmp_path):
+    environment = {**os.environ, "CBIR_REPORTS_DIR": str(tmp_path / "reports"),
+                   "CBIR_FIGURES_DIR": str(tmp_path / "figures"), "CBIR_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-m", "cbir.reports", "--profile", "smoke"], env=environment,
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stems = [p.stem for p in reports.list_notebooks()]
+    assert stems and stems[0] == "00_dataset_exploration"
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    for stem in stems:
+        assert (tmp_path / "reports" / f"{stem}.ipynb").is_file()
+        assert f"{stem}/runtime_s" in metrics
+    assert metrics["00_dataset_exploration/n_images"] == 1797  # digits
+    assert metrics["00_dataset_exploration/n_classes"] == 10
+    figures = {p.name for p in (tmp_path / "figures" / "00_dataset_exploration").iterdir()}
+    assert {"class_distribution.png", "sample_grid.png", "image_statistics.png", "split_sizes.png",
+            "augmentation_preview.png"} <= figures
+
+
+def test_exploration_notebook_on_tiny_imagenet_layout(tmp_path, isolated_paths):
+    root = make_tiny_imagenet(tmp_path / "tiny-imagenet-200", train_per_class=6)
+    papermill.execute_notebook(
+        str(config.NOTEBOOKS_DIR / "00_dataset_exploration.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters={"dataset": "tiny_imagenet", "data_dir": str(root), "download": False,
+                    "samples_per_class": 3, "stats_images": 10, "val_fraction": 0.5, "augment_images": 1, "augment_variants": 2},
+        kernel_name="python3", cwd=str(config.NOTEBOOKS_DIR), progress_bar=False,
+    )
+    metrics = reports.read_metrics()
+    assert metrics["00_dataset_exploration/n_images"] == 18 + 6 + 3
+    assert metrics["00_dataset_exploration/n_classes"] == 3
+    assert metrics["00_dataset_exploration/n_test"] == 6  # the labelled validation split serves as test

@@ -1,0 +1,80 @@
+import json
+
+import nbformat
+import pytest
+
+from cbir import reports
+
+
+def test_record_metrics_merges_flat_numbers(isolated_paths):
+    reports.record_metrics("00_a", {"n_images": 70000, "mean": 0.5})
+    reports.record_metrics("01_b", {"map": 0.25})
+    reports.record_metrics("00_a", {"mean": 0.75})
+    stored = json.loads((isolated_paths / "reports_dir" / "metrics.json").read_text())
+    assert stored == {"00_a/n_images": 70000, "00_a/mean": 0.75, "01_b/map": 0.25}
+    assert isinstance(stored["00_a/n_images"], int)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "0.5", True, None])
+def test_record_metrics_rejects_non_numbers(isolated_paths, value):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        reports.record_metrics("00_a", {"x": value})
+
+
+def test_record_metrics_rejects_slash_in_name(isolated_paths):
+    with pytest.raises(ValueError, match="must not contain '/'"):
+        reports.record_metrics("00_a", {"a/b": 1})
+
+
+def test_unknown_profile_lists_available():
+    with pytest.raises(FileNotFoundError, match=r"profile 'nope' not found.*'default'.*'smoke'"):
+        reports.load_profile("nope")
+
+
+def test_profiles_name_only_existing_notebooks():
+    stems = {p.stem for p in reports.list_notebooks()}
+    for profile in ("smoke", "default"):
+        assert set(reports.load_profile(profile)) <= stems
+
+
+def _notebook(path, sources):
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+
+
+@pytest.mark.slow
+def test_runner_names_the_failing_notebook_and_cell(tmp_path, isolated_paths, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "00_ok.ipynb", ["x = 1", "from cbir.reports import record_metrics\nrecord_metrics('00_ok', {'x': x})"])
+    _notebook(notebooks / "01_broken.ipynb", ["y = 0", "z = 1", "1 / y"])
+    _notebook(notebooks / "02_never.ipynb", ["pass"])
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "p.yaml").write_text("00_ok:\n  x: 42\n")
+    monkeypatch.setattr(reports.config, "PARAMS_DIR", tmp_path / "params")
+    with pytest.raises(reports.NotebookFailed) as caught:
+        reports.run("p", notebooks_dir=notebooks, progress=False)
+    error = caught.value
+    assert error.notebook == "01_broken" and "ZeroDivisionError" in str(error)
+    assert "cell" in str(error) and error.execution_count == 3
+    metrics = reports.read_metrics()
+    assert metrics["00_ok/x"] == 42 and "00_ok/runtime_s" in metrics
+    assert not any(key.startswith("02_never") for key in metrics)
+
+
+def test_update_readme_replaces_only_the_marked_section(tmp_path, isolated_paths):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{reports.RESULTS_START}\nstale\n{reports.RESULTS_END}\n\nfooter\n")
+    reports.record_metrics("00_a", {"n_images": 70000, "map": 0.8123})
+    reports.update_readme(readme)
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("# Title") and text.endswith("footer\n")
+    assert "| `n_images` | 70,000 |" in text and "| `map` | 0.8123 |" in text
+
+
+def test_update_readme_requires_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="results markers not found"):
+        reports.update_readme(readme)
