@@ -122,3 +122,65 @@ def plot_augmentation_preview(images: Sequence[np.ndarray], augmented: Sequence[
                   f"augmented {column}" if row == 0 else None)
     figure.tight_layout()
     return figure
+
+
+def plot_retrieval_grid(query_images: Sequence[np.ndarray], result_images: Sequence[Sequence[np.ndarray]],
+                        scores: np.ndarray, relevant: np.ndarray | None = None,
+                        query_titles: Sequence[str] | None = None) -> plt.Figure:
+    """One row per query: the query, then its results titled with their scores.
+
+    Args:
+        query_images: n uint8 images.
+        result_images: n lists of k uint8 images, best first.
+        scores: float (n, k) in [0, 1].
+        relevant: optional bool (n, k); relevant results get a green frame, others red.
+        query_titles: optional title for each query.
+    """
+    n, k = len(query_images), max(len(r) for r in result_images)
+    figure, axes = plt.subplots(n, k + 1, figsize=(1.45 * (k + 1), 1.6 * n), squeeze=False)
+    for row in range(n):
+        _show(axes[row, 0], query_images[row], query_titles[row] if query_titles else "query")
+        for spine in axes[row, 0].spines.values():
+            spine.set_edgecolor("black")
+            spine.set_linewidth(2.5)
+        for column in range(k):
+            ax = axes[row, column + 1]
+            if column >= len(result_images[row]):
+                ax.axis("off")
+                continue
+            _show(ax, result_images[row][column], f"{scores[row][column]:.3f}")
+            if relevant is not None:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:green" if relevant[row][column] else "tab:red")
+                    spine.set_linewidth(2.5)
+    figure.tight_layout()
+    return figure
+
+
+def plot_similarity_matrix(similarity: np.ndarray, labels: Sequence[str] | None = None,
+                           title: str = "Similarity score") -> plt.Figure:
+    """Heatmap of an (n, n) similarity-score matrix, rows and columns labelled."""
+    n = len(similarity)
+    figure, ax = plt.subplots(figsize=(0.32 * n + 2.5, 0.32 * n + 1.5))
+    sns.heatmap(similarity, ax=ax, cmap="viridis", square=True, xticklabels=labels or False,
+                yticklabels=labels or False, cbar_kws={"label": title})
+    ax.tick_params(labelsize=6)
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_precision_recall(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "Precision–recall") -> plt.Figure:
+    """Interpolated precision–recall curves, one line per method: {name: (recall, precision)}."""
+    figure, ax = plt.subplots(figsize=(6, 4.5))
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, marker=".", label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("interpolated precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure

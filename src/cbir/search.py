@@ -1,0 +1,196 @@
+"""Exact nearest-neighbour search by cosine similarity, in bounded memory, and a saved feature index.
+
+Similarity score. Every search here returns a score in [0, 1] obtained from the cosine similarity
+of L2-normalised features by ``score = (1 + cos) / 2``: 1 for the same direction, 0.5 for
+orthogonal features, 0 for opposite ones. The mapping is monotonic, so ranking by score is
+ranking by cosine. (Post-ReLU CNN features are non-negative, so their cosines lie in [0, 1] and
+their scores in [0.5, 1]; learned embeddings use the whole range.)
+
+Ties. Results are ordered by decreasing score and, among equal scores, by increasing database
+index, so a search is deterministic whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cbir._io import atomic_path, atomic_write_text
+from cbir.pooling import l2_normalize
+
+__all__ = ["FeatureIndex", "IndexFormatError", "cosine_to_score", "exact_search", "top_k"]
+
+
+def cosine_to_score(cosine: np.ndarray) -> np.ndarray:
+    """Map cosine similarities in [-1, 1] to scores in [0, 1]: ``(1 + cos) / 2`` (clipped for rounding)."""
+    return np.clip((1.0 + np.asarray(cosine, dtype=np.float32)) / 2.0, 0.0, 1.0)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` best entries of each row: decreasing score, ties by increasing column.
+
+    Args:
+        scores: float array, shape (n_rows, n_columns).
+        k: 1 <= k; values above n_columns return every column.
+    Returns:
+        (values, columns), each shape (n_rows, min(k, n_columns)).
+    """
+    n_rows, n_columns = scores.shape
+    k = min(k, n_columns)
+    if k == n_columns:
+        columns = np.argsort(-scores, axis=1, kind="stable")
+    else:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, candidates, axis=1).min(axis=1, keepdims=True)
+        above = scores > kth
+        equal = scores == kth
+        needed = k - above.sum(axis=1, keepdims=True)
+        chosen = above | (equal & (np.cumsum(equal, axis=1) <= needed))  # lowest columns among the ties
+        columns = np.nonzero(chosen)[1].reshape(n_rows, k)
+        order = np.argsort(-np.take_along_axis(scores, columns, axis=1), axis=1, kind="stable")
+        columns = np.take_along_axis(columns, order, axis=1)
+    return np.take_along_axis(scores, columns, axis=1), columns
+
+
+def exact_search(query_features: np.ndarray, database_features: np.ndarray, k: int = 10,
+                 query_chunk: int = 1024, database_chunk: int = 16384,
+                 normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k of every query over the database, in bounded memory.
+
+    Only a (query_chunk × database_chunk) block of similarities exists at any time (64 MiB with
+    the defaults); a running top-k is merged block by block, so a 100 000 × 512 database never
+    builds a 100 000² matrix.
+
+    Args:
+        query_features: float, shape (n_queries, dim).
+        database_features: float, shape (n_database, dim).
+        k: results per query (capped at n_database).
+        normalize: L2-normalise both sides first (set False when they already are).
+    Returns:
+        (scores, indices), each shape (n_queries, min(k, n_database)); scores float32 in [0, 1]
+        (see the module docstring), indices int64 into the database, best first.
+    Raises:
+        ValueError: the dimensions differ, an input is not 2-D, or k < 1.
+    """
+    query_features = np.asarray(query_features, dtype=np.float32)
+    database_features = np.asarray(database_features, dtype=np.float32)
+    if query_features.ndim != 2 or database_features.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, dim); got {query_features.shape} and {database_features.shape}")
+    if query_features.shape[1] != database_features.shape[1]:
+        raise ValueError(f"query dim {query_features.shape[1]} != database dim {database_features.shape[1]}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if normalize:
+        query_features, database_features = l2_normalize(query_features), l2_normalize(database_features)
+    n_queries, n_database = len(query_features), len(database_features)
+    k = min(k, n_database)
+    all_scores = np.empty((n_queries, k), np.float32)
+    all_indices = np.empty((n_queries, k), np.int64)
+    for q0 in range(0, n_queries, query_chunk):
+        queries = query_features[q0:q0 + query_chunk]
+        best_scores = np.empty((len(queries), 0), np.float32)
+        best_indices = np.empty((len(queries), 0), np.int64)
+        for d0 in range(0, n_database, database_chunk):
+            block = queries @ database_features[d0:d0 + database_chunk].T
+            block_scores, block_columns = top_k(block, k)
+            # Earlier blocks hold lower indices, so a stable sort keeps index order among ties.
+            merged_scores = np.concatenate([best_scores, block_scores], axis=1)
+            merged_indices = np.concatenate([best_indices, block_columns + d0], axis=1)
+            order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+            best_scores = np.take_along_axis(merged_scores, order, axis=1)
+            best_indices = np.take_along_axis(merged_indices, order, axis=1)
+        all_scores[q0:q0 + len(queries)] = cosine_to_score(best_scores)
+        all_indices[q0:q0 + len(queries)] = best_indices
+    return all_scores, all_indices
+
+
+# --------------------------------------------------------------------------------------------
+# A saved index of image features (used by the `cbir` command line)
+# --------------------------------------------------------------------------------------------
+
+INDEX_FORMAT_VERSION = 1
+
+
+class IndexFormatError(ValueError):
+    """An index directory is missing, corrupt, from a newer format, or built with other settings."""
+
+
+@dataclass
+class FeatureIndex:
+    """Features of a set of files, the files' identity, and how the features were made.
+
+    Attributes:
+        settings: the extractor settings (backbone, weights, layer, pooling, input size).
+        entries: one ``{"path", "size", "mtime_ns"}`` per row of `features`.
+        features: float32, shape (n, dim), L2-normalised.
+    """
+
+    settings: dict
+    entries: list[dict] = field(default_factory=list)
+    features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``features-<n>-<hash>.npy`` then ``index.json`` (the commit point), atomically.
+
+        A reader sees either the previous index or the new one, never a mix.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(np.ascontiguousarray(self.features).data).hexdigest()[:16]
+        features_name = f"features-{len(self.features)}-{digest}.npy"
+        with atomic_path(directory / features_name, suffix=".npy") as temporary:
+            np.save(temporary, np.asarray(self.features, np.float32), allow_pickle=False)
+        atomic_write_text(directory / "index.json", json.dumps(
+            {"format_version": INDEX_FORMAT_VERSION, "settings": self.settings, "features": features_name,
+             "entries": self.entries}, indent=1))
+        for stale in directory.glob("features-*.npy"):
+            if stale.name != features_name:
+                stale.unlink(missing_ok=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, expected_settings: dict | None = None) -> FeatureIndex:
+        """Read an index written by `save`.
+
+        Args:
+            expected_settings: when given, the index's settings must match them.
+        Raises:
+            IndexFormatError: no index there, an unreadable or newer format, inconsistent sizes,
+                or settings different from `expected_settings` (both are named).
+        """
+        directory = Path(directory)
+        manifest_path = directory / "index.json"
+        if not manifest_path.is_file():
+            raise IndexFormatError(f"{directory} is not a cbir index (no index.json); create one with `cbir index`")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            version = int(manifest["format_version"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise IndexFormatError(f"{manifest_path}: unreadable index manifest ({error})") from error
+        if version > INDEX_FORMAT_VERSION:
+            raise IndexFormatError(f"{directory}: index format {version} is newer than this cbir supports "
+                                   f"({INDEX_FORMAT_VERSION}); upgrade cbir or rebuild the index")
+        settings = manifest.get("settings", {})
+        if expected_settings is not None:
+            differing = {key: (settings.get(key), value) for key, value in expected_settings.items()
+                         if settings.get(key) != value}
+            if differing:
+                details = ", ".join(f"{key}: index has {have!r}, requested {want!r}" for key, (have, want) in differing.items())
+                raise IndexFormatError(f"{directory}: built with different settings ({details}); "
+                                       "search with the index's own settings or rebuild it")
+        try:
+            features = np.load(directory / manifest["features"], allow_pickle=False)
+        except (OSError, ValueError, KeyError) as error:
+            raise IndexFormatError(f"{directory}: cannot read the feature matrix ({error})") from error
+        if len(features) != len(manifest["entries"]):
+            raise IndexFormatError(f"{directory}: {len(features)} feature rows for {len(manifest['entries'])} entries")
+        return cls(settings=settings, entries=manifest["entries"], features=features)
+
+    def search(self, query_features: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """`exact_search` of `query_features` (n_queries, dim) against this index."""
+        return exact_search(query_features, self.features, k=k)

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from cbir import metrics
+
+
+def test_average_precision_matches_sklearn_with_and_without_ties():
+    rng = np.random.default_rng(0)
+    for continuous in (True, False):
+        scores = rng.normal(size=(30, 80)) if continuous else rng.integers(0, 4, (30, 80)).astype(float)
+        relevant = rng.random((30, 80)) < 0.25
+        relevant[:, 0] = True
+        ours = metrics.average_precision(scores, relevant)
+        reference = [average_precision_score(relevant[i], scores[i]) for i in range(30)]
+        np.testing.assert_allclose(ours, reference, rtol=1e-12)
+
+
+def test_average_precision_by_hand():
+    # Ranking: rel, non, rel, non, non; R = 2 -> AP = (1/1 + 2/3) / 2.
+    assert metrics.average_precision(np.array([5, 4, 3, 2, 1.0]), np.array([1, 0, 1, 0, 0])) == pytest.approx(5 / 6)
+    # Denominator = all relevant items: a relevant item ranked last still counts (rank 5: 3/5).
+    assert metrics.average_precision(np.array([5, 4, 3, 2, 1.0]), np.array([1, 0, 1, 0, 1])) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # Two tied items, one relevant: they enter together, precision 1/2 whatever their order.
+    assert metrics.average_precision(np.array([1.0, 1.0, 0.0]), np.array([0, 1, 0])) == pytest.approx(0.5)
+    assert np.isnan(metrics.average_precision(np.array([1.0, 0.0]), np.array([0, 0])))
+
+
+def test_precision_and_recall_at_k_by_hand_with_ties():
+    scores = np.array([3, 2, 2, 2, 1.0])
+    relevant = np.array([1, 1, 0, 0, 1])
+    # Top-2: the first item (relevant) plus one of a 3-way tie holding one relevant: 1 + 1/3 expected.
+    assert metrics.precision_at_k(scores, relevant, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert metrics.recall_at_k(scores, relevant, 2) == pytest.approx((1 + 1 / 3) / 3)
+    assert metrics.precision_at_k(scores, relevant, 4) == pytest.approx(2 / 4)
+    assert metrics.recall_at_k(scores, relevant, 5) == pytest.approx(1.0)
+
+
+def test_tie_aware_precision_is_the_mean_over_tie_orders():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 3, 12).astype(float)
+    relevant = rng.random(12) < 0.5
+    for k in (1, 3, 5, 12):
+        orders = [np.lexsort((rng.random(12), -scores)) for _ in range(4000)]
+        brute = np.mean([relevant[o][:k].mean() for o in orders])
+        assert metrics.precision_at_k(scores, relevant, k) == pytest.approx(brute, abs=0.02)
+
+
+def _brute_force(query_features, query_labels, database_features, database_labels, k):
+    q = query_features / np.linalg.norm(query_features, axis=1, keepdims=True)
+    d = database_features / np.linalg.norm(database_features, axis=1, keepdims=True)
+    aps, p_at_k, map_k = [], [], []
+    for i in range(len(q)):
+        similarity = d @ q[i]
+        relevant = database_labels == query_labels[i]
+        aps.append(average_precision_score(relevant, similarity))
+        order = np.argsort(-similarity, kind="stable")
+        p_at_k.append(relevant[order][:k].mean())
+        hits = relevant[order][:k]
+        precisions = [hits[: j + 1].mean() for j in range(k) if hits[j]]
+        map_k.append(np.mean(precisions) if precisions else 0.0)
+    return np.mean(aps), np.mean(p_at_k), np.mean(map_k)
+
+
+def test_retrieval_metrics_against_brute_force_loop():
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(5, 8))
+    database_labels = rng.integers(0, 5, 300)
+    query_labels = rng.integers(0, 5, 40)
+    database = centres[database_labels] + rng.normal(scale=1.2, size=(300, 8))
+    queries = centres[query_labels] + rng.normal(scale=1.2, size=(40, 8))
+    result = metrics.retrieval_metrics(queries, query_labels, database, database_labels, ks=(10,), map_at=(10,), chunk_size=7)
+    expected_map, expected_p10, expected_map10 = _brute_force(queries, query_labels, database, database_labels, 10)
+    assert result["map"] == pytest.approx(expected_map, rel=1e-5)
+    assert result["precision@10"] == pytest.approx(expected_p10, rel=1e-5)
+    assert result["map@10"] == pytest.approx(expected_map10, rel=1e-5)
+    assert 0 < result["map_11point"] <= 1 and result["map_11point"] >= result["map"] - 0.05
+    recall, precision = result["pr_curve"]
+    assert len(recall) == 11 and np.all(np.diff(precision) <= 1e-12)  # interpolated precision never rises
+
+
+def test_eleven_point_interpolated_by_hand():
+    # rel at ranks 1 and 3 of 4 (R = 2): precision 1 up to recall .5, then 2/3 up to recall 1.
+    stats = metrics.ranking_statistics(np.array([[4, 3, 2, 1.0]]), np.array([[1, 0, 1, 0]]))
+    curve = metrics.interpolated_precision(stats, np.linspace(0, 1, 11))[0]
+    np.testing.assert_allclose(curve, [1] * 6 + [2 / 3] * 5)
+
+
+def test_exclude_self_drops_the_query_row():
+    features = np.array([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
+    labels = np.array([0, 0, 1, 1])
+    result = metrics.retrieval_metrics(features, labels, features, labels, ks=(1,), exclude_self=True)
+    assert result["precision@1"] == 1.0 and result["map"] == 1.0
