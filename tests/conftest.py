@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,43 +32,13 @@ def make_fashion_mnist(directory: Path, n_train: int = 30, n_test: int = 20, see
 
 
 TINY_WNIDS = ("n01443537", "n01629819", "n02123045")
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus", "n01629819": "European fire salamander",
-              "n02123045": "tabby, tabby cat", "n09999999": "an unused WordNet entry"}
 
 
-def make_tiny_imagenet(root: Path, train_per_class: int = 4, val_per_class: int = 2, n_test: int = 3,
-                       size: int = 64, seed: int = 0) -> Path:
-    """A miniature Tiny ImageNet 200 in the published layout (three classes, a few JPEGs each).
+def make_tiny_imagenet(root: Path, **kwargs) -> Path:
+    """The package's miniature Tiny ImageNet (three classes unless told otherwise)."""
+    from cbir.datasets import make_tiny_imagenet_fixture
 
-    Every class has one grayscale JPEG, as the real dataset does.
-    """
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
-    (root / "words.txt").write_text("".join(f"{w}\t{n}\n" for w, n in TINY_WORDS.items()))
-
-    def jpeg(path: Path, class_index: int, grayscale: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        base = np.zeros((size, size, 3), np.uint8)
-        base[..., class_index] = 200  # a class-coloured image with noise
-        pixels = np.clip(base + rng.integers(0, 40, base.shape), 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels)
-        (image.convert("L") if grayscale else image).save(path, "JPEG")
-
-    for c, wnid in enumerate(TINY_WNIDS):
-        for i in range(train_per_class):
-            jpeg(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", c, grayscale=(i == 0))
-        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
-    lines = []
-    for c, wnid in enumerate(TINY_WNIDS):
-        for i in range(val_per_class):
-            name = f"val_{c * val_per_class + i}.JPEG"
-            jpeg(root / "val" / "images" / name, c, grayscale=(i == 0))
-            lines.append(f"{name}\t{wnid}\t0\t0\t{size - 1}\t{size - 1}")
-    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    for i in range(n_test):
-        jpeg(root / "test" / "images" / f"test_{i}.JPEG", i % len(TINY_WNIDS), grayscale=False)
-    return root
+    return make_tiny_imagenet_fixture(root, **kwargs)
 
 
 @pytest.fixture

@@ -91,3 +91,50 @@ def test_exclude_self_drops_the_query_row():
     labels = np.array([0, 0, 1, 1])
     result = metrics.retrieval_metrics(features, labels, features, labels, ks=(1,), exclude_self=True)
     assert result["precision@1"] == 1.0 and result["map"] == 1.0
+
+
+def test_pairs_are_balanced_distinct_and_never_self():
+    labels = np.repeat(np.arange(6), [5, 9, 3, 7, 2, 10])
+    first, second, is_match = metrics.make_pairs(labels, 60, seed=0)
+    assert len(first) == 60 and is_match.sum() == 30
+    assert np.all(first != second)
+    np.testing.assert_array_equal(labels[first] == labels[second], is_match)
+    assert len(set(zip(first.tolist(), second.tolist()))) == 60
+    with pytest.raises(ValueError, match="positive"):
+        metrics.make_pairs(np.array([0, 1, 2]), 4)
+
+
+def test_pairs_from_two_splits_share_no_image():
+    from cbir.datasets import split
+
+    labels = np.repeat(np.arange(4), 25)
+    parts = split(labels, val_fraction=0.3, test_fraction=0.3, seed=0)
+    used = {}
+    for name in ("val", "test"):
+        first, second, _ = metrics.make_pairs(labels[parts[name]], 40, seed=1)
+        used[name] = set(parts[name][first]) | set(parts[name][second])  # back to global image ids
+    assert used["val"].isdisjoint(used["test"])
+
+
+def test_roc_report_against_brute_force():
+    rng = np.random.default_rng(5)
+    is_match = rng.random(400) < 0.5
+    scores = rng.normal(size=400) + 1.2 * is_match
+    report = metrics.roc_report(scores, is_match, target_fprs=(0.05,))
+    positives, negatives = scores[is_match], scores[~is_match]
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)  # Mann-Whitney U
+    assert report["auc"] == pytest.approx(wins / (len(positives) * len(negatives)))
+    best = max(((positives >= t).mean() for t in np.unique(scores) if (negatives >= t).mean() <= 0.05), default=0)
+    assert report["tpr@fpr=0.05"] == pytest.approx(best)
+
+
+def test_threshold_and_confusion_by_hand():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3])
+    is_match = np.array([1, 1, 0, 1, 0, 0], bool)
+    # Youden's J: at 0.6 -> TPR 1, FPR 1/3 (J = 2/3); at 0.8 -> TPR 2/3, FPR 0 (J = 2/3); first maximum wins.
+    threshold = metrics.choose_threshold(scores, is_match, "youden")
+    assert threshold in (0.8, 0.6)
+    assert metrics.choose_threshold(scores, is_match, 0.0) == 0.8
+    np.testing.assert_array_equal(metrics.confusion_at_threshold(scores, is_match, 0.6), [[2, 1], [0, 3]])
+    np.testing.assert_allclose(metrics.pair_scores(np.array([[1.0, 0], [0, 2.0], [-3.0, 0]]), np.array([0, 0]),
+                                                   np.array([1, 2])), [0.5, 0.0])

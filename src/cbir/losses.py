@@ -98,6 +98,9 @@ def triplet_semihard_loss(labels, embeddings, *, margin: float = 1.0, distance: 
             alias from `cbir.distances`, or a callable (n, d) → (n, n) pairwise distances.
     Returns:
         scalar loss in the embeddings' (computation) dtype.
+
+    Memory is O(batch³) (every anchor × positive × negative), as in TFA: fine for training
+    batches of a few hundred, not for a whole dataset at once.
     """
     return triplet_semihard_details(labels, embeddings, margin=margin, distance=distance)["loss"]
 

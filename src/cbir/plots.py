@@ -184,3 +184,72 @@ def plot_precision_recall(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], t
     ax.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def plot_training_curves(history: Mapping[str, Sequence[float]], title: str = "Training") -> plt.Figure:
+    """One panel per metric of a Keras ``History.history``; ``val_<name>`` drawn with ``<name>``."""
+    names = [name for name in history if not name.startswith("val_")]
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker=".", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker=".", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str = "ROC") -> plt.Figure:
+    """ROC curves {name: (fpr, tpr, auc)} on linear and logarithmic FPR axes."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, (fpr, tpr, auc) in curves.items():
+        for ax in axes:
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.4f})")
+    axes[0].plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes[1].set_xscale("log")
+    axes[1].set_xlim(1e-4, 1)
+    for ax in axes:
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], title: str = "Confusion matrix") -> plt.Figure:
+    """Heatmap of a confusion matrix with counts and row percentages."""
+    figure, ax = plt.subplots(figsize=(4.6, 3.8))
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    annotations = np.array([[f"{c:,}\n{s:.1%}" for c, s in zip(row_c, row_s)] for row_c, row_s in zip(matrix, share)])
+    sns.heatmap(share, annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, xticklabels=labels,
+                yticklabels=labels, ax=ax, cbar=False)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_embedding_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                       title: str = "t-SNE of the embedding") -> plt.Figure:
+    """Scatter of 2-D points coloured by class."""
+    figure, ax = plt.subplots(figsize=(7.5, 6.5))
+    palette = sns.color_palette("tab20" if len(class_names) > 10 else "tab10", len(class_names))
+    for c, name in enumerate(class_names):
+        mask = labels == c
+        if mask.any():
+            ax.scatter(points[mask, 0], points[mask, 1], s=4, color=palette[c % len(palette)], label=name)
+    if len(class_names) <= 20:
+        ax.legend(markerscale=4, fontsize=7, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
