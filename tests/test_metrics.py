@@ -138,3 +138,25 @@ def test_threshold_and_confusion_by_hand():
     np.testing.assert_array_equal(metrics.confusion_at_threshold(scores, is_match, 0.6), [[2, 1], [0, 3]])
     np.testing.assert_allclose(metrics.pair_scores(np.array([[1.0, 0], [0, 2.0], [-3.0, 0]]), np.array([0, 0]),
                                                    np.array([1, 2])), [0.5, 0.0])
+
+
+def test_counting_path_equals_sorting_path_on_tied_integer_levels():
+    """Hamming-like rankings (many ties) by counting must equal the tie-aware sort and sklearn."""
+    rng = np.random.default_rng(6)
+    database_labels, query_labels = rng.integers(0, 4, 500), rng.integers(0, 4, 30)
+    distances = rng.integers(0, 17, (30, 500))
+    distances[query_labels[:, None] == database_labels[None, :]] -= 3  # relevant items tend to be closer
+    distances = np.clip(distances, 0, 16)
+    common = dict(ks=(1, 5, 50, 700), map_at=(10, 100), chunk_size=8)
+    by_levels = metrics.retrieval_metrics(None, query_labels, None, database_labels,
+                                          levels_fn=lambda rows: distances[rows], n_levels=17, **common)
+    by_scores = metrics.retrieval_metrics(None, query_labels, None, database_labels,
+                                          scores_fn=lambda rows: -distances[rows].astype(float), **common)
+    for key in ("map", "map_11point", "precision@1", "precision@5", "precision@50", "precision@700",
+                "recall@50", "map@10", "map@100"):
+        assert by_levels[key] == pytest.approx(by_scores[key], rel=1e-9, abs=1e-12), key
+    np.testing.assert_allclose(by_levels["pr_curve"][1], by_scores["pr_curve"][1], rtol=1e-9)
+    reference = np.mean([average_precision_score(database_labels == query_labels[i], -distances[i]) for i in range(30)])
+    assert by_levels["map"] == pytest.approx(reference, rel=1e-9)
+    with pytest.raises(ValueError, match="n_levels"):
+        metrics.retrieval_metrics(None, query_labels, None, database_labels, levels_fn=lambda rows: distances[rows])

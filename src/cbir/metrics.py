@@ -22,6 +22,8 @@ Scores are "larger is better" (similarities); pass ``-distance`` for distances.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -33,40 +35,56 @@ __all__ = ["average_precision", "choose_threshold", "confusion_at_threshold", "i
            "retrieval_metrics", "ranking_statistics"]
 
 
-def ranking_statistics(scores: np.ndarray, relevant: np.ndarray) -> dict[str, np.ndarray]:
+def ranking_statistics(scores: np.ndarray, relevant: np.ndarray, stable: bool = True) -> dict[str, np.ndarray]:
     """Tie-aware cumulative counts of ranked lists, the basis of every metric here.
 
     Args:
         scores: float, shape (n_queries, n_items); larger ranks first.
         relevant: bool, same shape.
+        stable: keep index order inside tie groups; with False the order inside a tie group is
+            arbitrary, which none of the tie-aware metrics depends on (and the sort is faster).
     Returns:
-        dict of arrays, shape (n_queries, n_items), in ranked order (score descending, ties by
-        item index): ``relevant`` (bool), ``cumulative`` (relevant items up to and including each
-        position), ``group_start`` / ``group_end`` (first / last position of the tie group of
-        each position), and ``n_relevant`` (n_queries,).
+        dict of arrays in ranked order (score descending): ``relevant`` (bool), ``cumulative``
+        (relevant items up to and including each position), ``group_end`` (last position of the
+        tie group of each position), ``at_group_end`` (``cumulative`` at that position),
+        ``n_relevant`` (n_queries,), and the tie groups of more than one item as ``runs``:
+        (row, first position, last position) int arrays.
     """
     scores = np.atleast_2d(np.asarray(scores))
     relevant = np.atleast_2d(np.asarray(relevant, dtype=bool))
     if scores.shape != relevant.shape:
         raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must have the same shape")
-    order = np.argsort(-scores, axis=1, kind="stable")
+    n_queries, n_items = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable" if stable else None)
     ranked_scores = np.take_along_axis(scores, order, axis=1)
     ranked_relevant = np.take_along_axis(relevant, order, axis=1)
-    n_items = scores.shape[1]
-    positions = np.broadcast_to(np.arange(n_items), scores.shape)
-    boundary = np.ones(scores.shape, dtype=bool)
-    boundary[:, :-1] = ranked_scores[:, :-1] != ranked_scores[:, 1:]  # last of its tie group
-    first = np.ones(scores.shape, dtype=bool)
-    first[:, 1:] = boundary[:, :-1]
-    group_end = np.minimum.accumulate(np.where(boundary, positions, n_items)[:, ::-1], axis=1)[:, ::-1]
-    group_start = np.maximum.accumulate(np.where(first, positions, 0), axis=1)
-    return {"relevant": ranked_relevant, "cumulative": np.cumsum(ranked_relevant, axis=1),
-            "group_start": group_start, "group_end": group_end, "n_relevant": ranked_relevant.sum(axis=1)}
+    cumulative = np.cumsum(ranked_relevant, axis=1, dtype=np.int32)
+    group_end = np.empty(scores.shape, dtype=np.int32)
+    group_end[:] = np.arange(n_items, dtype=np.int32)
+    at_group_end = cumulative.copy()
+    # Tie groups are usually rare (float scores): find the tied neighbours and fix only those.
+    tie_rows, tie_columns = np.nonzero(ranked_scores[:, 1:] == ranked_scores[:, :-1])
+    flat = tie_rows.astype(np.int64) * n_items + tie_columns
+    if flat.size:
+        new_run = np.ones(flat.size, dtype=bool)
+        new_run[1:] = flat[1:] != flat[:-1] + 1
+        run_first = flat[new_run]
+        run_last = flat[np.append(new_run[1:], True)] + 1
+        lengths = run_last - run_first + 1
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        members = np.repeat(run_first, lengths) + offsets
+        last_of_member = np.repeat(run_last, lengths)
+        group_end.ravel()[members] = last_of_member % n_items
+        at_group_end.ravel()[members] = cumulative.ravel()[last_of_member]
+        runs = (run_first // n_items, run_first % n_items, run_last % n_items)
+    else:
+        runs = (np.empty(0, np.int64),) * 3
+    return {"relevant": ranked_relevant, "cumulative": cumulative, "group_end": group_end,
+            "at_group_end": at_group_end, "n_relevant": ranked_relevant.sum(axis=1), "runs": runs}
 
 
 def _average_precision(stats: dict) -> np.ndarray:
-    cumulative, end = stats["cumulative"], stats["group_end"]
-    precision_at_group_end = np.take_along_axis(cumulative, end, axis=1) / (end + 1)
+    precision_at_group_end = stats["at_group_end"] / (stats["group_end"] + 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (stats["relevant"] * precision_at_group_end).sum(axis=1) / stats["n_relevant"]
 
@@ -85,13 +103,19 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray | 
 
 
 def _expected_relevant_in_top(stats: dict, k: int) -> np.ndarray:
-    n_items = stats["cumulative"].shape[1]
-    k = min(k, n_items)
-    start = stats["group_start"][:, k - 1]
-    end = stats["group_end"][:, k - 1]
+    """Expected number of relevant items in the top k over the orders of tied items."""
     cumulative = stats["cumulative"]
-    before = np.where(start > 0, np.take_along_axis(cumulative, np.maximum(start - 1, 0)[:, None], 1)[:, 0], 0)
-    in_group = np.take_along_axis(cumulative, end[:, None], 1)[:, 0] - before
+    n_queries, n_items = cumulative.shape
+    k = min(k, n_items)
+    start = np.full(n_queries, k - 1)
+    end = np.full(n_queries, k - 1)
+    rows, firsts, lasts = stats["runs"]
+    straddling = (firsts <= k - 1) & (lasts >= k - 1)  # the tie group holding position k - 1, if any
+    start[rows[straddling]] = firsts[straddling]
+    end[rows[straddling]] = lasts[straddling]
+    every = np.arange(n_queries)
+    before = np.where(start > 0, cumulative[every, np.maximum(start - 1, 0)], 0)
+    in_group = cumulative[every, end] - before
     return before + in_group * (k - start) / (end - start + 1)
 
 
@@ -119,56 +143,121 @@ def interpolated_precision(stats: dict, recall_levels: np.ndarray) -> np.ndarray
     Returns:
         float64 (n_queries, n_levels); NaN for queries without relevant items.
     """
-    cumulative, end = stats["cumulative"], stats["group_end"]
-    at_end = np.take_along_axis(cumulative, end, axis=1)
-    precision = at_end / (end + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = at_end / stats["n_relevant"][:, None]
-    best_from_here = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-    result = np.full((len(precision), len(recall_levels)), np.nan)
-    for j, level in enumerate(recall_levels):
-        reached = recall >= level - 1e-12
-        first = reached.argmax(axis=1)
-        ok = reached.any(axis=1)
-        result[ok, j] = best_from_here[ok, first[ok]]
+    if "best_from_here" not in stats:  # shared by every call on the same statistics
+        precision = stats["at_group_end"] / (stats["group_end"] + 1.0)
+        stats["best_from_here"] = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    at_end, best = stats["at_group_end"], stats["best_from_here"]
+    result = np.full((len(at_end), len(recall_levels)), np.nan)
+    targets = np.asarray(recall_levels, dtype=np.float64)
+    for row, n_relevant in enumerate(stats["n_relevant"]):
+        if n_relevant == 0:
+            continue
+        # relevant items found at a group end are non-decreasing along the ranking
+        first = np.searchsorted(at_end[row], targets * n_relevant - 1e-9, side="left")
+        result[row] = best[row, np.minimum(first, at_end.shape[1] - 1)]
     return result
 
 
-def _map_at_k(stats: dict, k: int) -> np.ndarray:
-    top = stats["relevant"][:, :k]
-    hits = np.cumsum(top, axis=1)
-    precision = hits / np.arange(1, top.shape[1] + 1)
-    retrieved = top.sum(axis=1)
+def _map_at_k(ranked_relevant: np.ndarray) -> np.ndarray:
+    """Hashing-convention AP of top-k lists (n_queries, k) of relevance, best first."""
+    hits = np.cumsum(ranked_relevant, axis=1)
+    precision = hits / np.arange(1, ranked_relevant.shape[1] + 1)
+    retrieved = ranked_relevant.sum(axis=1)
+    return np.where(retrieved > 0, (precision * ranked_relevant).sum(axis=1) / np.maximum(retrieved, 1), 0.0)
+
+
+def _chunk_from_scores(scores, relevant, ks, map_at, levels) -> dict:
+    from cbir.search import top_k
+
+    stats = ranking_statistics(scores, relevant, stable=False)
+    n_items = scores.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(retrieved > 0, (precision * top).sum(axis=1) / np.maximum(retrieved, 1), 0.0)
+        result = {"ap": _average_precision(stats),
+                  "hits": {k: _expected_relevant_in_top(stats, k) for k in ks},
+                  "n_relevant": stats["n_relevant"].astype(np.float64),
+                  "curve": interpolated_precision(stats, levels),
+                  "eleven": interpolated_precision(stats, np.linspace(0.0, 1.0, 11))}
+    result["map_at"] = {}
+    for k in map_at:  # ties by lower database index, as a search returns them
+        _, columns = top_k(scores, min(k, n_items))
+        result["map_at"][k] = _map_at_k(np.take_along_axis(relevant, columns, axis=1))
+    return result
 
 
-def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, database_features: np.ndarray,
-                      database_labels: np.ndarray, ks: Sequence[int] = (1, 10, 100), map_at: Sequence[int] = (),
+def _chunk_from_levels(ranks, relevant, n_levels, ks, map_at, levels) -> dict:
+    """Metrics of rankings given as small integer levels (0 best; equal levels are ties),
+    by counting items per level instead of sorting: O(n_items) per query."""
+    n_queries, n_items = ranks.shape
+    flat = (np.arange(n_queries)[:, None] * n_levels + ranks).ravel()
+    total = np.bincount(flat, minlength=n_queries * n_levels).reshape(n_queries, n_levels)
+    hits = np.bincount(flat, weights=relevant.ravel().astype(np.float64),
+                       minlength=n_queries * n_levels).reshape(n_queries, n_levels)
+    cum_total, cum_hits = np.cumsum(total, axis=1), np.cumsum(hits, axis=1)
+    n_relevant = cum_hits[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(cum_total > 0, cum_hits / np.maximum(cum_total, 1), 0.0)
+        ap = (hits * precision).sum(axis=1) / n_relevant
+        recall = cum_hits / n_relevant[:, None]
+    result = {"ap": ap, "n_relevant": n_relevant, "hits": {}, "map_at": {}}
+    rows = np.arange(n_queries)
+    for requested in ks:
+        k = min(requested, n_items)
+        level = (cum_total < k).sum(axis=1)  # the level holding the k-th item
+        before_total = np.where(level > 0, cum_total[rows, np.maximum(level - 1, 0)], 0)
+        before_hits = np.where(level > 0, cum_hits[rows, np.maximum(level - 1, 0)], 0.0)
+        result["hits"][requested] = before_hits + hits[rows, level] * (k - before_total) / total[rows, level]
+    best_from_here = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    for name, recall_levels in (("curve", levels), ("eleven", np.linspace(0.0, 1.0, 11))):
+        curve = np.full((n_queries, len(recall_levels)), np.nan)
+        for j, target in enumerate(recall_levels):
+            reached = recall >= target - 1e-12
+            first, ok = reached.argmax(axis=1), reached.any(axis=1)
+            curve[ok, j] = best_from_here[ok, first[ok]]
+        result[name] = curve
+    for k in map_at:
+        order = np.argsort(ranks, axis=1, kind="stable")[:, :k]  # ties by lower database index
+        result["map_at"][k] = _map_at_k(np.take_along_axis(relevant, order, axis=1))
+    return result
+
+
+def retrieval_metrics(query_features: np.ndarray | None, query_labels: np.ndarray,
+                      database_features: np.ndarray | None, database_labels: np.ndarray,
+                      ks: Sequence[int] = (1, 10, 100), map_at: Sequence[int] = (),
                       exclude_self: bool = False, chunk_size: int = 256, curve_points: int = 11,
-                      normalize: bool = True, scores_fn=None) -> dict[str, float | np.ndarray]:
-    """Evaluate cosine retrieval of every query over the whole database ("same label" = relevant).
+                      normalize: bool = True, scores_fn=None, levels_fn=None,
+                      n_levels: int | None = None, workers: int | None = None) -> dict[str, float | np.ndarray]:
+    """Evaluate the ranking of the whole database for every query ("same label" = relevant).
 
-    Similarities are computed and ranked `chunk_size` queries at a time, so memory is
-    O(chunk_size · n_database).
+    The ranking is given by one of:
+
+    * cosine similarity of the features (default), or ``scores_fn(rows) -> (len(rows),
+      n_database)`` similarities (larger first); ranked by sorting;
+    * ``levels_fn(rows) -> (len(rows), n_database)`` small non-negative integers, smaller
+      first, equal values tied (Hamming distances; two-phase ranks), with `n_levels` their
+      bound; ranked by counting, O(n_database) per query.
+
+    Rows are processed `chunk_size` queries at a time: memory is O(chunk_size · n_database).
 
     Args:
-        query_features: float (n_queries, dim); database_features: float (n_database, dim).
         query_labels, database_labels: int, (n_queries,) and (n_database,).
-        ks: cut-offs for precision@k and recall@k.
+        ks: cut-offs for precision@k and recall@k (tie-aware).
         map_at: cut-offs for mAP@k (hashing convention, see module docstring).
-        exclude_self: the queries are the database (same order); drop each query's own row.
+        exclude_self: the queries are the database (same order); drop each query's own item.
         curve_points: recall levels of the interpolated precision–recall curve (11: TREC).
-        scores_fn: optional ``f(query_chunk_indices) -> (chunk, n_database)`` similarities
-            replacing cosine (e.g. negative Hamming distances); features are then ignored.
+        workers: threads evaluating chunks in parallel (default: the number of CPUs); the
+            callables must be thread-safe (pure NumPy functions are).
     Returns:
         ``map``, ``map_11point``, ``precision@k``, ``recall@k``, ``map@k`` (floats), ``pr_curve``
         (recall levels, mean interpolated precision: two float arrays) and ``average_precision``
-        (per-query float64 array).
+        (per-query float64 array, NaN for queries without relevant items).
+    Raises:
+        ValueError: `levels_fn` without `n_levels`.
     """
     query_labels = np.asarray(query_labels)
     database_labels = np.asarray(database_labels)
-    if scores_fn is None:
+    if levels_fn is not None and not n_levels:
+        raise ValueError("levels_fn needs n_levels (an upper bound of its values + 1)")
+    if scores_fn is None and levels_fn is None:
         if normalize:
             query_features, database_features = l2_normalize(query_features), l2_normalize(database_features)
         query_features = np.asarray(query_features, np.float32)
@@ -178,42 +267,40 @@ def retrieval_metrics(query_features: np.ndarray, query_labels: np.ndarray, data
             return query_features[rows] @ database_features.T
 
     levels = np.linspace(0.0, 1.0, curve_points)
-    eleven_point = []
-    per_query_ap, precision, recall, map_k, curves = [], {k: [] for k in ks}, {k: [] for k in ks}, {k: [] for k in map_at}, []
     n_queries = len(query_labels)
-    for start in range(0, n_queries, chunk_size):
+
+    def evaluate(start: int) -> dict:
         rows = np.arange(start, min(start + chunk_size, n_queries))
-        scores = np.asarray(scores_fn(rows), dtype=np.float64)
+        values = np.asarray(levels_fn(rows)) if levels_fn is not None else np.asarray(scores_fn(rows), np.float32)
         relevant = query_labels[rows, None] == database_labels[None, :]
         if exclude_self:
-            keep = np.ones_like(relevant)
+            keep = np.ones(relevant.shape, dtype=bool)
             keep[np.arange(len(rows)), rows] = False
-            scores = scores[keep].reshape(len(rows), -1)
+            values = values[keep].reshape(len(rows), -1)
             relevant = relevant[keep].reshape(len(rows), -1)
-        stats = ranking_statistics(scores, relevant)
-        per_query_ap.append(_average_precision(stats))
-        for k in ks:
-            hits = _expected_relevant_in_top(stats, k)
-            precision[k].append(hits / min(k, scores.shape[1]))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                recall[k].append(hits / stats["n_relevant"])
-        for k in map_at:
-            map_k[k].append(_map_at_k(stats, k))
-        curves.append(interpolated_precision(stats, levels))
-        eleven_point.append(np.mean(interpolated_precision(stats, np.linspace(0.0, 1.0, 11)), axis=1))
-    ap = np.concatenate(per_query_ap)
-    curve = np.nanmean(np.concatenate(curves), axis=0)
-    result: dict[str, float | np.ndarray] = {"map": float(np.nanmean(ap)),
-                                             "map_11point": float(np.nanmean(np.concatenate(eleven_point)))}
+        if levels_fn is not None:
+            return _chunk_from_levels(values.astype(np.int64), relevant, n_levels, ks, map_at, levels)
+        return _chunk_from_scores(values, relevant, ks, map_at, levels)
+
+    # NumPy releases the GIL in its sorts and reductions: chunks run in parallel threads.
+    with ThreadPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, 8))) as pool:
+        chunks = list(pool.map(evaluate, range(0, n_queries, chunk_size)))
+    ap = np.concatenate([c["ap"] for c in chunks])
+    n_relevant = np.concatenate([c["n_relevant"] for c in chunks])
+    n_items = len(database_labels) - int(exclude_self)
+    result: dict[str, float | np.ndarray] = {
+        "map": float(np.nanmean(ap)),
+        "map_11point": float(np.nanmean(np.nanmean(np.concatenate([c["eleven"] for c in chunks]), axis=1)))}
     for k in ks:
-        result[f"precision@{k}"] = float(np.mean(np.concatenate(precision[k])))
-        result[f"recall@{k}"] = float(np.nanmean(np.concatenate(recall[k])))
+        hits = np.concatenate([c["hits"][k] for c in chunks])
+        result[f"precision@{k}"] = float(np.mean(hits / min(k, n_items)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result[f"recall@{k}"] = float(np.nanmean(hits / n_relevant))
     for k in map_at:
-        result[f"map@{k}"] = float(np.mean(np.concatenate(map_k[k])))
-    result["pr_curve"] = (levels, curve)
+        result[f"map@{k}"] = float(np.mean(np.concatenate([c["map_at"][k] for c in chunks])))
+    result["pr_curve"] = (levels, np.nanmean(np.concatenate([c["curve"] for c in chunks]), axis=0))
     result["average_precision"] = ap
     return result
-
 
 
 # --------------------------------------------------------------------------------------------

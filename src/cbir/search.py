@@ -23,7 +23,7 @@ import numpy as np
 from cbir._io import atomic_path, atomic_write_text
 from cbir.pooling import l2_normalize
 
-__all__ = ["FeatureIndex", "IndexFormatError", "cosine_to_score", "exact_search", "top_k"]
+__all__ = ["FeatureIndex", "HashIndex", "IndexFormatError", "cosine_to_score", "exact_search", "top_k"]
 
 
 def cosine_to_score(cosine: np.ndarray) -> np.ndarray:
@@ -194,3 +194,151 @@ class FeatureIndex:
     def search(self, query_features: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """`exact_search` of `query_features` (n_queries, dim) against this index."""
         return exact_search(query_features, self.features, k=k)
+
+
+# --------------------------------------------------------------------------------------------
+# Two-phase search over binary codes (DLBHC, Lin et al. 2015)
+# --------------------------------------------------------------------------------------------
+
+HASH_INDEX_FORMAT_VERSION = 1
+
+
+@dataclass
+class HashIndex:
+    """Packed binary codes plus real-valued features, for coarse-to-fine retrieval.
+
+    Search modes (`search`):
+
+    * ``"two_phase"`` (DLBHC): a shortlist of the `shortlist` nearest codes in Hamming distance
+      (or all codes within Hamming `radius`), re-ranked by cosine similarity of the features.
+      Ties in Hamming distance at the shortlist boundary go to the lower database index; inside
+      the shortlist the order is decided by the re-ranking (equal cosines keep Hamming order).
+      With a radius that yields fewer than k codes, the rest is filled in Hamming order.
+    * ``"hamming"``: Hamming ranking only, ties by lower index; score ``1 − d / bits``.
+    * ``"cosine"``: exhaustive cosine search of the features (`exact_search`), the reference.
+
+    Scores are in [0, 1]: ``(1 + cos) / 2`` for the cosine-ranked results.
+
+    Attributes:
+        codes: uint64 (n, ceil(bits / 64)), packed by `cbir.hashing.pack_codes`.
+        features: float32 (n, dim), L2-normalised on construction.
+        bits: code length.
+        settings: how codes and features were made (model, backbone, ...), saved with the index.
+    """
+
+    codes: np.ndarray
+    features: np.ndarray
+    bits: int
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.codes = np.ascontiguousarray(self.codes, dtype=np.uint64)
+        self.features = l2_normalize(self.features)
+        if len(self.codes) != len(self.features):
+            raise ValueError(f"{len(self.codes)} codes but {len(self.features)} feature rows")
+        if self.codes.ndim != 2 or self.codes.shape[1] != -(-self.bits // 64):
+            raise ValueError(f"codes must be packed uint64 (n, {-(-self.bits // 64)}) for {self.bits} bits, got {self.codes.shape}")
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def search(self, query_codes: np.ndarray, query_features: np.ndarray | None = None, k: int = 10,
+               mode: str = "two_phase", shortlist: int | None = 1000, radius: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Search the index.
+
+        Args:
+            query_codes: uint64 (n_queries, words), packed like the index.
+            query_features: float (n_queries, dim); required by "two_phase" and "cosine".
+            k: results per query.
+            mode: "two_phase", "hamming" or "cosine" (see the class docstring).
+            shortlist: Hamming top-L size for "two_phase" (ignored when `radius` is given).
+            radius: Hamming radius for the "two_phase" shortlist, instead of top-L.
+        Returns:
+            (scores, indices), each (n_queries, min(k, n)); scores float32 in [0, 1], best first.
+        Raises:
+            ValueError: unknown mode, missing query features, or k / shortlist < 1.
+        """
+        from cbir.hashing import hamming_distances, hamming_top_k
+
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, len(self))
+        if mode == "hamming":
+            distances, indices = hamming_top_k(query_codes, self.codes, k)
+            return (1.0 - distances / self.bits).astype(np.float32), indices
+        if query_features is None:
+            raise ValueError(f"mode {mode!r} needs query_features")
+        query_features = l2_normalize(query_features)
+        if mode == "cosine":
+            return exact_search(query_features, self.features, k=k, normalize=False)
+        if mode != "two_phase":
+            raise ValueError(f"mode must be 'two_phase', 'hamming' or 'cosine', got {mode!r}")
+        if radius is None:
+            if not shortlist or shortlist < 1:
+                raise ValueError(f"shortlist must be >= 1, got {shortlist}")
+            _, candidates = hamming_top_k(query_codes, self.codes, max(shortlist, k))
+            return self._rerank(query_features, candidates, k)
+        scores = np.empty((len(query_codes), k), np.float32)
+        indices = np.empty((len(query_codes), k), np.int64)
+        for row, distances in enumerate(hamming_distances(query_codes, self.codes)):
+            within = np.flatnonzero(distances <= radius)
+            within = within[np.lexsort((within, distances[within]))]
+            cosine = self.features[within] @ query_features[row]
+            order = np.argsort(-cosine, kind="stable")[:k]  # stable: equal cosines keep Hamming order
+            ranked, ranked_scores = within[order], (1.0 + cosine[order]) / 2.0
+            if len(ranked) < k:  # fill with the next codes in Hamming order
+                outside = np.setdiff1d(np.arange(len(self)), within, assume_unique=True)
+                outside = outside[np.lexsort((outside, distances[outside]))][: k - len(ranked)]
+                ranked_scores = np.concatenate([ranked_scores, 1.0 - distances[outside] / self.bits])
+                ranked = np.concatenate([ranked, outside])
+            scores[row], indices[row] = np.clip(ranked_scores, 0, 1), ranked
+        return scores, indices
+
+    def _rerank(self, query_features: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n_queries, length = candidates.shape
+        chunk = max(1, int(2 ** 26 // max(1, length * self.features.shape[1] * 4)))  # ≤ 64 MiB of gathered features
+        scores = np.empty((n_queries, k), np.float32)
+        indices = np.empty((n_queries, k), np.int64)
+        for start in range(0, n_queries, chunk):
+            block = candidates[start:start + chunk]
+            cosine = np.einsum("qd,qld->ql", query_features[start:start + chunk], self.features[block])
+            order = np.argsort(-cosine, axis=1, kind="stable")[:, :k]  # stable: equal cosines keep Hamming order
+            indices[start:start + chunk] = np.take_along_axis(block, order, axis=1)
+            scores[start:start + chunk] = cosine_to_score(np.take_along_axis(cosine, order, axis=1))
+        return scores, indices
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write one ``.npz`` (codes, features, JSON metadata as bytes) atomically; no pickle."""
+        path = Path(path)
+        meta = json.dumps({"format_version": HASH_INDEX_FORMAT_VERSION, "bits": self.bits, "settings": self.settings})
+        with atomic_path(path, suffix=".npz") as temporary:
+            np.savez(temporary, codes=self.codes, features=self.features,
+                     meta=np.frombuffer(meta.encode("utf-8"), dtype=np.uint8))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, expected_settings: dict | None = None) -> HashIndex:
+        """Read an index written by `save`.
+
+        Raises:
+            IndexFormatError: missing or unreadable file, a newer format, or settings that differ
+                from `expected_settings` (each difference named).
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                meta = json.loads(archive["meta"].tobytes().decode("utf-8"))
+                codes, features = archive["codes"], archive["features"]
+        except (OSError, ValueError, KeyError) as error:
+            raise IndexFormatError(f"{path}: not a readable hash index ({error})") from error
+        if meta.get("format_version", 0) > HASH_INDEX_FORMAT_VERSION:
+            raise IndexFormatError(f"{path}: hash index format {meta['format_version']} is newer than this cbir "
+                                   f"supports ({HASH_INDEX_FORMAT_VERSION})")
+        settings = meta.get("settings", {})
+        if expected_settings is not None:
+            differing = {key: (settings.get(key), value) for key, value in expected_settings.items() if settings.get(key) != value}
+            if differing:
+                details = ", ".join(f"{key}: index has {have!r}, expected {want!r}" for key, (have, want) in differing.items())
+                raise IndexFormatError(f"{path}: built with different settings ({details})")
+        return cls(codes=codes, features=features, bits=int(meta["bits"]), settings=settings)

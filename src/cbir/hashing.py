@@ -1,0 +1,164 @@
+"""Deep binary hash codes (Lin, Yang, Hsiao & Chen, "Deep learning of binary hash codes for fast
+image retrieval", CVPR Workshops 2015 — DLBHC) and their packed Hamming-distance search.
+
+Model: a pretrained topless CNN, dense ReLU layers, a *latent* layer of H sigmoid units, then a
+softmax classifier. Trained as a classifier, the latent activations become binary-like; a
+threshold at 0.5 gives an H-bit code per image. Retrieval is two-phase (`cbir.search.HashIndex`):
+a Hamming shortlist, then re-ranking by cosine similarity of real-valued features.
+
+Codes are packed into little-endian uint64 words, bit j of a code in word j // 64 at position
+j % 64 (8 bytes per 64-bit code), and Hamming distances are population counts of XORs
+(`np.bitwise_count`) — never one byte per bit on the search path.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import layers
+
+from cbir.backbones import Backbone
+from cbir.pooling import GlobalPooling
+
+__all__ = ["SUPPORTED_BITS", "binarize", "build_hashing_head", "build_hashing_model", "hamming_distances",
+           "hamming_top_k", "pack_codes", "unpack_codes"]
+
+SUPPORTED_BITS = (12, 16, 24, 32, 36, 48, 64, 128)
+
+
+def _check_bits(bits: int) -> None:
+    if bits <= 0 or bits > 1024:
+        raise ValueError(f"bits must be in [1, 1024], got {bits} (the paper's lengths: {SUPPORTED_BITS})")
+
+
+def _top(x, bits: int, hidden_units: Sequence[int], num_classes: int, dropout: float):
+    for index, units in enumerate(hidden_units):
+        x = layers.Dense(units, activation="relu", name=f"hidden_{index}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{index}")(x)
+    latent = layers.Dense(bits, activation="sigmoid", name="latent")(x)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="class_probabilities")(latent)
+    return {"latent": latent, "class_probabilities": probabilities}
+
+
+def build_hashing_head(input_dim: int, bits: int = 48, hidden_units: Sequence[int] = (1024,), num_classes: int = 10,
+                       dropout: float = 0.3, name: str = "hashing_head") -> keras.Model:
+    """The DLBHC top on cached backbone features: (batch, input_dim) → named outputs.
+
+    Outputs:
+        ``latent``: float32 (batch, bits), sigmoid activations in [0, 1];
+        ``class_probabilities``: float32 (batch, num_classes), softmax.
+    Raises:
+        ValueError: bits out of range or non-positive sizes.
+    """
+    _check_bits(bits)
+    if input_dim <= 0 or num_classes < 2:
+        raise ValueError(f"need input_dim > 0 and num_classes >= 2, got {input_dim}, {num_classes}")
+    inputs = keras.Input((input_dim,), name="features")
+    return keras.Model(inputs, _top(inputs, bits, hidden_units, num_classes, dropout), name=name)
+
+
+def build_hashing_model(backbone: Backbone, bits: int = 48, hidden_units: Sequence[int] = (1024,),
+                        num_classes: int = 10, trainable_layers: int = 0, dropout: float = 0.3,
+                        name: str = "dlbhc") -> keras.Model:
+    """The full DLBHC network from images: backbone (frozen but for its last `trainable_layers`
+    weighted layers; BatchNormalization stays frozen), GeM pooling when the backbone outputs a
+    map (VGG16 ``fc2`` is used as is), dense ReLU layers, the sigmoid latent layer, softmax.
+
+    Input / outputs:
+        float32 RGB images in [0, 255], shape (batch, *backbone.input_size, 3) →
+        ``{"latent": (batch, bits), "class_probabilities": (batch, num_classes)}``.
+    Raises:
+        ValueError: bits out of range or `trainable_layers` < 0.
+    """
+    _check_bits(bits)
+    if trainable_layers < 0:
+        raise ValueError(f"trainable_layers must be >= 0, got {trainable_layers}")
+    network = backbone.model
+    weighted = [layer for layer in network.layers if layer.weights]
+    for index, layer in enumerate(weighted):
+        layer.trainable = index >= len(weighted) - trainable_layers and not isinstance(layer, layers.BatchNormalization)
+    inputs = keras.Input((*backbone.input_size, 3), name="image")
+    x = network(layers.Lambda(backbone.preprocess, name="preprocess")(inputs), training=False)
+    if backbone.is_convolutional:
+        x = GlobalPooling("gem", name="gem_pooling")(x)
+    return keras.Model(inputs, _top(x, bits, hidden_units, num_classes, dropout), name=name)
+
+
+def binarize(activations: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Latent activations (n, bits) in [0, 1] → bool codes, bit = activation ≥ threshold."""
+    return np.asarray(activations) >= threshold
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """Pack bool / {0, 1} codes (n, bits) into uint64 words (n, ceil(bits / 64)).
+
+    Bit j goes to word j // 64, bit position j % 64 (little-endian); unused high bits are 0.
+    """
+    codes = np.asarray(codes).astype(bool)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must have shape (n, bits), got {codes.shape}")
+    n, bits = codes.shape
+    words = -(-bits // 64)
+    padded = np.zeros((n, words * 64), dtype=bool)
+    padded[:, :bits] = codes
+    packed = np.packbits(padded, axis=1, bitorder="little")  # (n, words * 8) bytes
+    return np.ascontiguousarray(packed).view("<u8").reshape(n, words)
+
+
+def unpack_codes(words: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of `pack_codes`: uint64 (n, words) → bool (n, bits). For inspection, not search."""
+    words = np.ascontiguousarray(np.asarray(words, dtype="<u8"))
+    unpacked = np.unpackbits(words.view(np.uint8).reshape(len(words), -1), axis=1, bitorder="little")
+    return unpacked[:, :bits].astype(bool)
+
+
+def hamming_distances(query_words: np.ndarray, database_words: np.ndarray) -> np.ndarray:
+    """All Hamming distances between packed codes: popcount(q XOR d) summed over words.
+
+    Args:
+        query_words: uint64 (n_queries, words); database_words: uint64 (n_database, words).
+    Returns:
+        uint16 (n_queries, n_database). Memory is n_queries × n_database × 2 bytes: chunk
+        the queries for large databases (`hamming_top_k` does).
+    """
+    query_words = np.asarray(query_words, np.uint64)
+    database_words = np.asarray(database_words, np.uint64)
+    if query_words.shape[1] != database_words.shape[1]:
+        raise ValueError(f"codes have {query_words.shape[1]} and {database_words.shape[1]} words")
+    total = np.zeros((len(query_words), len(database_words)), np.uint16)
+    for w in range(query_words.shape[1]):
+        total += np.bitwise_count(np.bitwise_xor(query_words[:, w, None], database_words[None, :, w])).astype(np.uint16)
+    return total
+
+
+def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
+                  query_chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest codes in Hamming distance, ties by lower database index.
+
+    Selection counts distances (they are small integers) instead of sorting: a histogram per
+    query gives the distance of the k-th neighbour, then one pass collects the neighbours —
+    O(n_database) per query.
+
+    Returns:
+        (distances, indices): int32 and int64, each (n_queries, min(k, n_database)), nearest first.
+    """
+    n_database = len(database_words)
+    k = min(k, n_database)
+    max_distance = 64 * database_words.shape[1]
+    out_distances = np.empty((len(query_words), k), np.int32)
+    out_indices = np.empty((len(query_words), k), np.int64)
+    for start in range(0, len(query_words), query_chunk):
+        block = hamming_distances(query_words[start:start + query_chunk], database_words)
+        for row, distances in enumerate(block):
+            counts = np.bincount(distances, minlength=max_distance + 1)
+            cutoff = int(np.searchsorted(np.cumsum(counts), k))  # the k-th neighbour's distance
+            closer = np.flatnonzero(distances < cutoff)
+            at_cutoff = np.flatnonzero(distances == cutoff)[: k - len(closer)]
+            chosen = np.concatenate([closer, at_cutoff])
+            order = np.lexsort((chosen, distances[chosen]))  # by distance, then index
+            out_indices[start + row] = chosen[order]
+            out_distances[start + row] = distances[chosen[order]]
+    return out_distances, out_indices
