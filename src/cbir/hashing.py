@@ -22,8 +22,8 @@ from keras import layers
 from cbir.backbones import Backbone
 from cbir.pooling import GlobalPooling
 
-__all__ = ["SUPPORTED_BITS", "binarize", "build_hashing_head", "build_hashing_model", "hamming_distances",
-           "hamming_top_k", "pack_codes", "unpack_codes"]
+__all__ = ["SUPPORTED_BITS", "binarize", "classifier_view", "build_hashing_head", "build_hashing_model", "hamming_distances",
+           "hamming_top_k", "k_smallest", "pack_codes", "precision_within_radius", "unpack_codes"]
 
 SUPPORTED_BITS = (12, 16, 24, 32, 36, 48, 64, 128)
 
@@ -87,6 +87,15 @@ def build_hashing_model(backbone: Backbone, bits: int = 48, hidden_units: Sequen
     return keras.Model(inputs, _top(x, bits, hidden_units, num_classes, dropout), name=name)
 
 
+def classifier_view(model: keras.Model) -> keras.Model:
+    """The hashing model seen as a plain classifier (same weights): what DLBHC trains.
+
+    Keras' compiled metrics want a target for every output of a multi-output model; the latent
+    output has none, so training goes through this single-output view.
+    """
+    return keras.Model(model.input, model.output["class_probabilities"], name=f"{model.name}_classifier")
+
+
 def binarize(activations: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Latent activations (n, bits) in [0, 1] → bool codes, bit = activation ≥ threshold."""
     return np.asarray(activations) >= threshold
@@ -121,44 +130,95 @@ def hamming_distances(query_words: np.ndarray, database_words: np.ndarray) -> np
     Args:
         query_words: uint64 (n_queries, words); database_words: uint64 (n_database, words).
     Returns:
-        uint16 (n_queries, n_database). Memory is n_queries × n_database × 2 bytes: chunk
-        the queries for large databases (`hamming_top_k` does).
+        uint8 (n_queries, n_database) for codes of up to 255 bits, else uint16. Memory is
+        n_queries × n_database × itemsize: chunk the queries for large databases
+        (`hamming_top_k` does).
     """
     query_words = np.asarray(query_words, np.uint64)
     database_words = np.asarray(database_words, np.uint64)
-    if query_words.shape[1] != database_words.shape[1]:
-        raise ValueError(f"codes have {query_words.shape[1]} and {database_words.shape[1]} words")
-    total = np.zeros((len(query_words), len(database_words)), np.uint16)
-    for w in range(query_words.shape[1]):
-        total += np.bitwise_count(np.bitwise_xor(query_words[:, w, None], database_words[None, :, w])).astype(np.uint16)
+    if query_words.ndim != 2 or database_words.ndim != 2 or query_words.shape[1] != database_words.shape[1]:
+        raise ValueError(f"codes must be packed (n, words) alike; got {query_words.shape} and {database_words.shape}")
+    words = query_words.shape[1]
+    dtype = np.uint8 if words * 64 <= 255 else np.uint16
+    total = np.zeros((len(query_words), len(database_words)), dtype)
+    scratch = np.empty((len(query_words), min(len(database_words), _BLOCK)), np.uint64)
+    counts = np.empty(scratch.shape, np.uint8)
+    # Blocks of the database keep the XOR scratch small (cache-friendly, no large temporaries).
+    for start in range(0, len(database_words), _BLOCK):
+        stop = min(start + _BLOCK, len(database_words))
+        xor, popcount = scratch[:, : stop - start], counts[:, : stop - start]
+        for w in range(words):
+            np.bitwise_xor(query_words[:, w, None], database_words[None, start:stop, w], out=xor)
+            if words == 1:  # the common case (≤ 64 bits): count straight into the result
+                np.bitwise_count(xor, out=total[:, start:stop])
+            else:
+                np.bitwise_count(xor, out=popcount)
+                np.add(total[:, start:stop], popcount, out=total[:, start:stop], casting="unsafe")
     return total
 
 
+_BLOCK = 1 << 15  # database codes per block in `hamming_distances`
+
+
 def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
-                  query_chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                  query_chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest codes in Hamming distance, ties by lower database index.
 
-    Selection counts distances (they are small integers) instead of sorting: a histogram per
-    query gives the distance of the k-th neighbour, then one pass collects the neighbours —
-    O(n_database) per query.
+    Selection counts instead of sorting (`k_smallest`): O(n_database) per query.
 
     Returns:
         (distances, indices): int32 and int64, each (n_queries, min(k, n_database)), nearest first.
     """
     n_database = len(database_words)
     k = min(k, n_database)
-    max_distance = 64 * database_words.shape[1]
     out_distances = np.empty((len(query_words), k), np.int32)
     out_indices = np.empty((len(query_words), k), np.int64)
     for start in range(0, len(query_words), query_chunk):
         block = hamming_distances(query_words[start:start + query_chunk], database_words)
         for row, distances in enumerate(block):
-            counts = np.bincount(distances, minlength=max_distance + 1)
-            cutoff = int(np.searchsorted(np.cumsum(counts), k))  # the k-th neighbour's distance
-            closer = np.flatnonzero(distances < cutoff)
-            at_cutoff = np.flatnonzero(distances == cutoff)[: k - len(closer)]
-            chosen = np.concatenate([closer, at_cutoff])
-            order = np.lexsort((chosen, distances[chosen]))  # by distance, then index
-            out_indices[start + row] = chosen[order]
-            out_distances[start + row] = distances[chosen[order]]
+            chosen = k_smallest(distances, k)
+            out_indices[start + row] = chosen
+            out_distances[start + row] = distances[chosen]
     return out_distances, out_indices
+
+
+def k_smallest(distances: np.ndarray, k: int, max_distance: int | None = None) -> np.ndarray:
+    """Indices of the k smallest small-integer `distances` (n,), by distance then index.
+
+    No sort of the n values: the k-th smallest value ("cutoff") is found by counting how many
+    values lie at or below a guess — first guessed from a sample, then moved one step at a
+    time — then one pass collects everything below the cutoff and the first entries equal to it.
+    O(n) per pass, typically three passes.
+    """
+    n = len(distances)
+    k = min(k, n)
+    if k == n:
+        return np.lexsort((np.arange(n), distances))
+    sample = distances[:: max(1, n // 4096)]
+    guess = int(np.partition(sample, min(len(sample) - 1, int(k / n * len(sample))))[min(len(sample) - 1, int(k / n * len(sample)))])
+    cutoff = guess
+    while cutoff > 0 and np.count_nonzero(distances <= cutoff - 1) >= k:
+        cutoff -= 1
+    while np.count_nonzero(distances <= cutoff) < k:
+        cutoff += 1
+    closer = np.flatnonzero(distances < cutoff)
+    chosen = np.concatenate([closer, np.flatnonzero(distances == cutoff)[: k - len(closer)]])
+    return chosen[np.lexsort((chosen, distances[chosen]))]
+
+
+def precision_within_radius(query_words: np.ndarray, query_labels: np.ndarray, database_words: np.ndarray,
+                            database_labels: np.ndarray, radius: int = 2, query_chunk: int = 256) -> float:
+    """Mean precision of the codes within Hamming `radius` of each query (DLBHC, Table 1 of many
+    hashing papers). A query that retrieves nothing scores 0, the usual convention.
+
+    Returns:
+        float in [0, 1].
+    """
+    query_labels, database_labels = np.asarray(query_labels), np.asarray(database_labels)
+    precisions = []
+    for start in range(0, len(query_words), query_chunk):
+        within = hamming_distances(query_words[start:start + query_chunk], database_words) <= radius
+        relevant = query_labels[start:start + query_chunk, None] == database_labels[None, :]
+        retrieved = within.sum(axis=1)
+        precisions.append(np.where(retrieved > 0, (within & relevant).sum(axis=1) / np.maximum(retrieved, 1), 0.0))
+    return float(np.mean(np.concatenate(precisions)))

@@ -295,6 +295,29 @@ class HashIndex:
             scores[row], indices[row] = np.clip(ranked_scores, 0, 1), ranked
         return scores, indices
 
+    def ranking_levels(self, query_codes: np.ndarray, query_features: np.ndarray, shortlist: int = 1000) -> np.ndarray:
+        """The whole two-phase ranking of the database for each query, as integer levels.
+
+        Level r < `shortlist` is the r-th result of the re-ranked shortlist; every other item gets
+        ``shortlist + Hamming distance`` (ties among them are real ties). This is what
+        `cbir.metrics.retrieval_metrics(levels_fn=..., n_levels=shortlist + bits + 1)` needs to
+        compute mAP over the whole two-phase ranking.
+
+        Returns:
+            int32 (n_queries, n_database).
+        """
+        from cbir.hashing import hamming_distances, k_smallest
+
+        query_features = l2_normalize(query_features)
+        length = min(shortlist, len(self))
+        distances = hamming_distances(query_codes, self.codes)
+        levels = distances.astype(np.int32) + length
+        for row in range(len(levels)):
+            candidates = k_smallest(distances[row], length)
+            cosine = self.features[candidates] @ query_features[row]
+            levels[row, candidates[np.argsort(-cosine, kind="stable")]] = np.arange(length, dtype=np.int32)
+        return levels
+
     def _rerank(self, query_features: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n_queries, length = candidates.shape
         chunk = max(1, int(2 ** 26 // max(1, length * self.features.shape[1] * 4)))  # ≤ 64 MiB of gathered features
