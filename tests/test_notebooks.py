@@ -45,3 +45,28 @@ def test_exploration_notebook_on_tiny_imagenet_layout(tmp_path, isolated_paths):
     assert metrics["00_dataset_exploration/n_images"] == 18 + 6 + 3
     assert metrics["00_dataset_exploration/n_classes"] == 3
     assert metrics["00_dataset_exploration/n_test"] == 6  # the labelled validation split serves as test
+
+
+def test_search_notebook_on_an_image_folder(tmp_path, isolated_paths):
+    """Notebook 01's `image_folder` parameter: every image queries all the others."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for class_index, colour in enumerate(([200, 30, 30], [30, 200, 30], [30, 30, 200])):
+        for i in range(5):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
+            path = tmp_path / "folder" / f"class_{class_index}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+    papermill.execute_notebook(
+        str(config.NOTEBOOKS_DIR / "01_pretrained_cnn_search.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters={"image_folder": str(tmp_path / "folder"), "whitening_dim": 8, "n_grid_queries": 2,
+                    "heatmap_per_class": 2,
+                    "configurations": [{"backbone": "efficientnet_lite0", "weights": "imagenet", "layer": None,
+                                        "input_size": 64, "poolings": ["gem", "mac"]}]},
+        kernel_name="python3", cwd=str(config.NOTEBOOKS_DIR), progress_bar=False,
+    )
+    metrics = reports.read_metrics()
+    assert metrics["01_pretrained_cnn_search/n_queries"] == 15 and metrics["01_pretrained_cnn_search/n_database"] == 15
+    assert metrics["01_pretrained_cnn_search/map_efficientnet_lite0_gem"] > 0.9  # colour classes are easy

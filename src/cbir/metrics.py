@@ -214,8 +214,9 @@ def _chunk_from_levels(ranks, relevant, n_levels, ks, map_at, levels) -> dict:
             first, ok = reached.argmax(axis=1), reached.any(axis=1)
             curve[ok, j] = best_from_here[ok, first[ok]]
         result[name] = curve
+    small = ranks.astype(np.uint16) if n_levels <= np.iinfo(np.uint16).max else ranks  # radix sort
     for k in map_at:
-        order = np.argsort(ranks, axis=1, kind="stable")[:, :k]  # ties by lower database index
+        order = np.argsort(small, axis=1, kind="stable")[:, :k]  # ties by lower database index
         result["map_at"][k] = _map_at_k(np.take_along_axis(relevant, order, axis=1))
     return result
 
