@@ -108,7 +108,7 @@ def test_hash_index_round_trip_and_rejections(index_and_queries, tmp_path):
     np.testing.assert_array_equal(loaded.codes, index.codes)
     np.testing.assert_allclose(loaded.features, index.features, rtol=1e-6, atol=1e-7)
     assert loaded.bits == 32 and loaded.codes.nbytes == 8 * len(index)  # 8 bytes per 32-bit code (one word)
-    with pytest.raises(IndexFormatError, match="model: index has 'test', expected 'other'"):
+    with pytest.raises(IndexFormatError, match="model: index has 'test', requested 'other'"):
         HashIndex.load(path, expected_settings={"model": "other"})
     with pytest.raises(IndexFormatError, match="not a readable hash index"):
         HashIndex.load(tmp_path / "missing.npz")

@@ -26,7 +26,7 @@ from cbir import config
 from cbir._io import atomic_path
 
 __all__ = ["BACKBONES", "Backbone", "WeightsUnavailableError", "build_efficientnet_lite0",
-           "efficientnet_lite0_weights", "get_backbone"]
+           "efficientnet_lite0_weights", "get_backbone", "set_trainable_layers"]
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -167,6 +167,24 @@ def get_backbone(name: str = "vgg16", layer: str | None = None, weights: str | N
     model = keras.Model(full.input, full.get_layer(layer).output, name=f"{name}_{layer}")
     return Backbone(name=name, layer=layer, weights=weights, model=model, preprocess=spec.preprocess,
                     input_size=size, seed=None if weights else seed)
+
+
+def set_trainable_layers(model: keras.Model, trainable_layers: int) -> None:
+    """Freeze `model` except its last `trainable_layers` layers that have weights.
+
+    BatchNormalization layers stay frozen in any case (fine-tuning with small batches would
+    ruin their statistics); call the model with ``training=False`` to keep them in inference mode.
+
+    Raises:
+        ValueError: `trainable_layers` < 0.
+    """
+    if trainable_layers < 0:
+        raise ValueError(f"trainable_layers must be >= 0, got {trainable_layers}")
+    model.trainable = True
+    weighted = [layer for layer in model.layers if layer.weights]
+    for index, layer in enumerate(weighted):
+        layer.trainable = (index >= len(weighted) - trainable_layers
+                           and not isinstance(layer, keras.layers.BatchNormalization))
 
 
 def _build_keras_application(name, spec, size, include_top, weights) -> keras.Model:

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from cbir.backbones import Backbone
+from cbir.backbones import Backbone, set_trainable_layers
 from cbir.pooling import GlobalPooling
 
 __all__ = ["SUPPORTED_BITS", "binarize", "classifier_view", "build_hashing_head", "build_hashing_model", "hamming_distances",
@@ -74,12 +74,8 @@ def build_hashing_model(backbone: Backbone, bits: int = 48, hidden_units: Sequen
         ValueError: bits out of range or `trainable_layers` < 0.
     """
     _check_bits(bits)
-    if trainable_layers < 0:
-        raise ValueError(f"trainable_layers must be >= 0, got {trainable_layers}")
     network = backbone.model
-    weighted = [layer for layer in network.layers if layer.weights]
-    for index, layer in enumerate(weighted):
-        layer.trainable = index >= len(weighted) - trainable_layers and not isinstance(layer, layers.BatchNormalization)
+    set_trainable_layers(network, trainable_layers)
     inputs = keras.Input((*backbone.input_size, 3), name="image")
     x = network(layers.Lambda(backbone.preprocess, name="preprocess")(inputs), training=False)
     if backbone.is_convolutional:

@@ -120,6 +120,17 @@ class IndexFormatError(ValueError):
     """An index directory is missing, corrupt, from a newer format, or built with other settings."""
 
 
+def _check_settings(location: Path, settings: dict, expected: dict | None) -> None:
+    """Raise `IndexFormatError` naming every setting of an index that differs from `expected`."""
+    if expected is None:
+        return
+    differing = {key: (settings.get(key), value) for key, value in expected.items() if settings.get(key) != value}
+    if differing:
+        details = ", ".join(f"{key}: index has {have!r}, requested {want!r}" for key, (have, want) in differing.items())
+        raise IndexFormatError(f"{location}: built with different settings ({details}); "
+                               "search with the index's own settings or rebuild it")
+
+
 @dataclass
 class FeatureIndex:
     """Features of a set of files, the files' identity, and how the features were made.
@@ -176,13 +187,7 @@ class FeatureIndex:
             raise IndexFormatError(f"{directory}: index format {version} is newer than this cbir supports "
                                    f"({INDEX_FORMAT_VERSION}); upgrade cbir or rebuild the index")
         settings = manifest.get("settings", {})
-        if expected_settings is not None:
-            differing = {key: (settings.get(key), value) for key, value in expected_settings.items()
-                         if settings.get(key) != value}
-            if differing:
-                details = ", ".join(f"{key}: index has {have!r}, requested {want!r}" for key, (have, want) in differing.items())
-                raise IndexFormatError(f"{directory}: built with different settings ({details}); "
-                                       "search with the index's own settings or rebuild it")
+        _check_settings(directory, settings, expected_settings)
         try:
             features = np.load(directory / manifest["features"], allow_pickle=False)
         except (OSError, ValueError, KeyError) as error:
@@ -359,9 +364,5 @@ class HashIndex:
             raise IndexFormatError(f"{path}: hash index format {meta['format_version']} is newer than this cbir "
                                    f"supports ({HASH_INDEX_FORMAT_VERSION})")
         settings = meta.get("settings", {})
-        if expected_settings is not None:
-            differing = {key: (settings.get(key), value) for key, value in expected_settings.items() if settings.get(key) != value}
-            if differing:
-                details = ", ".join(f"{key}: index has {have!r}, expected {want!r}" for key, (have, want) in differing.items())
-                raise IndexFormatError(f"{path}: built with different settings ({details})")
+        _check_settings(path, settings, expected_settings)
         return cls(codes=codes, features=features, bits=int(meta["bits"]), settings=settings)

@@ -14,7 +14,7 @@ import keras
 from keras import layers, ops
 
 from cbir.augment import build_augmentation
-from cbir.backbones import Backbone
+from cbir.backbones import Backbone, set_trainable_layers
 from cbir.pooling import GlobalPooling
 
 __all__ = ["PairSimilarity", "build_embedding_model", "build_projection_head", "build_siamese_model"]
@@ -61,13 +61,8 @@ def build_embedding_model(backbone: Backbone, embedding_dim: int = 128, augment:
     """
     if not backbone.is_convolutional:
         raise ValueError(f"{backbone.name}/{backbone.layer} is not convolutional; use a conv layer")
-    if trainable_layers < 0:
-        raise ValueError(f"trainable_layers must be >= 0, got {trainable_layers}")
     network = backbone.model
-    network.trainable = True
-    weighted = [layer for layer in network.layers if layer.weights]
-    for index, layer in enumerate(weighted):
-        layer.trainable = index >= len(weighted) - trainable_layers and not isinstance(layer, layers.BatchNormalization)
+    set_trainable_layers(network, trainable_layers)
     inputs = keras.Input((*backbone.input_size, 3), name="image")
     x = build_augmentation()(inputs) if augment else inputs
     x = layers.Lambda(backbone.preprocess, name="preprocess")(x)
