@@ -324,16 +324,13 @@ class HashIndex:
         return levels
 
     def _rerank(self, query_features: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        n_queries, length = candidates.shape
-        chunk = max(1, int(2 ** 26 // max(1, length * self.features.shape[1] * 4)))  # ≤ 64 MiB of gathered features
-        scores = np.empty((n_queries, k), np.float32)
-        indices = np.empty((n_queries, k), np.int64)
-        for start in range(0, n_queries, chunk):
-            block = candidates[start:start + chunk]
-            cosine = np.einsum("qd,qld->ql", query_features[start:start + chunk], self.features[block])
-            order = np.argsort(-cosine, axis=1, kind="stable")[:, :k]  # stable: equal cosines keep Hamming order
-            indices[start:start + chunk] = np.take_along_axis(block, order, axis=1)
-            scores[start:start + chunk] = cosine_to_score(np.take_along_axis(cosine, order, axis=1))
+        """Re-rank each query's Hamming shortlist by cosine; equal cosines keep Hamming order."""
+        scores = np.empty((len(candidates), k), np.float32)
+        indices = np.empty((len(candidates), k), np.int64)
+        for row, shortlist in enumerate(candidates):
+            cosine = self.features[shortlist] @ query_features[row]  # gather + matrix-vector product
+            order = np.argsort(-cosine, kind="stable")[:k]
+            indices[row], scores[row] = shortlist[order], cosine_to_score(cosine[order])
         return scores, indices
 
     def save(self, path: str | os.PathLike) -> Path:
