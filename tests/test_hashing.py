@@ -152,3 +152,21 @@ def test_full_hashing_model_from_a_backbone():
     assert not [w for w in model.trainable_weights if w.path.startswith(("stem", "block", "head_"))]
     with pytest.raises(ValueError, match="bits must be in"):
         hashing.build_hashing_head(10, bits=0)
+
+
+@pytest.mark.parametrize("case", ["sample_overestimates", "sample_underestimates", "random"])
+def test_k_smallest_against_a_full_sort(case):
+    rng = np.random.default_rng(3)
+    n = 100_000
+    step = n // 4096
+    if case == "sample_overestimates":  # the small values all sit between the sampled positions
+        distances = np.full(n, 50, np.uint8)
+        distances[np.arange(1, n, step)[:30]] = 3
+    elif case == "sample_underestimates":  # every sampled position is 0, the rest far away
+        distances = np.full(n, 30, np.uint8)
+        distances[::step] = 0
+    else:
+        distances = rng.integers(0, 65, n).astype(np.uint8)
+    for k in (1, 10, 5000, n):
+        expected = np.lexsort((np.arange(n), distances))[:k]
+        np.testing.assert_array_equal(hashing.k_smallest(distances, k), expected)

@@ -67,10 +67,13 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path, isolated_paths
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{reports.RESULTS_START}\nstale\n{reports.RESULTS_END}\n\nfooter\n")
     reports.record_metrics("00_a", {"n_images": 70000, "map": 0.8123})
+    reports.record_metrics("02_deep_binary_hashing", {"map_hamming_48": 0.88204})
     reports.update_readme(readme)
     text = readme.read_text()
     assert "stale" not in text and text.startswith("# Title") and text.endswith("footer\n")
     assert "| `n_images` | 70,000 |" in text and "| `map` | 0.8123 |" in text
+    # headline first, with its description, then the full tables
+    assert text.index("| mAP, 48 bits (QSMIH: 0.860) | 0.882 | `02_deep_binary_hashing/map_hamming_48` |") < text.index("<details>")
 
 
 def test_update_readme_requires_markers(tmp_path):

@@ -178,28 +178,25 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
     return out_distances, out_indices
 
 
-def k_smallest(distances: np.ndarray, k: int, max_distance: int | None = None) -> np.ndarray:
+def k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k smallest small-integer `distances` (n,), by distance then index.
 
-    No sort of the n values: the k-th smallest value ("cutoff") is found by counting how many
-    values lie at or below a guess — first guessed from a sample, then moved one step at a
-    time — then one pass collects everything below the cutoff and the first entries equal to it.
-    O(n) per pass, typically three passes.
+    No sort of the n values: a bound on the k-th smallest value is read off a regular sample
+    (its k/n quantile), one pass collects the candidates at or below it (raising the bound in
+    the rare case that it holds fewer than k), and only those few are sorted. O(n) per query.
     """
     n = len(distances)
     k = min(k, n)
     if k == n:
         return np.lexsort((np.arange(n), distances))
     sample = distances[:: max(1, n // 4096)]
-    guess = int(np.partition(sample, min(len(sample) - 1, int(k / n * len(sample))))[min(len(sample) - 1, int(k / n * len(sample)))])
-    cutoff = guess
-    while cutoff > 0 and np.count_nonzero(distances <= cutoff - 1) >= k:
-        cutoff -= 1
-    while np.count_nonzero(distances <= cutoff) < k:
-        cutoff += 1
-    closer = np.flatnonzero(distances < cutoff)
-    chosen = np.concatenate([closer, np.flatnonzero(distances == cutoff)[: k - len(closer)]])
-    return chosen[np.lexsort((chosen, distances[chosen]))]
+    rank = min(len(sample) - 1, int(np.ceil(k / n * len(sample))))
+    bound = int(np.partition(sample, rank)[rank])
+    candidates = np.flatnonzero(distances <= bound)
+    while len(candidates) < k:  # the sample under-estimated the k-th distance
+        bound += 1 + bound // 4
+        candidates = np.flatnonzero(distances <= bound)
+    return candidates[np.lexsort((candidates, distances[candidates]))[:k]]
 
 
 def precision_within_radius(query_words: np.ndarray, query_labels: np.ndarray, database_words: np.ndarray,

@@ -155,18 +155,45 @@ def run(profile: str = "smoke", only: Sequence[str] | None = None, notebooks_dir
     return executed
 
 
+HEADLINES: tuple[tuple[str, str], ...] = (
+    ("00_dataset_exploration/n_images", "Fashion-MNIST images explored"),
+    ("01_pretrained_cnn_search/map_efficientnet_lite0_gem", "mAP, pretrained EfficientNet-Lite0 + GeM, cosine (10k queries x 60k)"),
+    ("01_pretrained_cnn_search/p1_efficientnet_lite0_gem", "P@1, same"),
+    ("01_pretrained_cnn_search/map_vgg16_random_gem", "mAP, random-weight VGG16 + GeM (the floor)"),
+    ("01_pretrained_cnn_search/map_vgg16_fc2", "mAP, ImageNet VGG16 fc2 (needs its weights)"),
+    ("02_deep_binary_hashing/map_hamming_12", "mAP, DLBHC 12-bit codes, Hamming ranking (QSMIH: 0.842)"),
+    ("02_deep_binary_hashing/map_hamming_24", "mAP, 24 bits (QSMIH: 0.873)"),
+    ("02_deep_binary_hashing/map_hamming_36", "mAP, 36 bits (QSMIH: 0.863)"),
+    ("02_deep_binary_hashing/map_hamming_48", "mAP, 48 bits (QSMIH: 0.860)"),
+    ("02_deep_binary_hashing/map_two_phase_48", "mAP, 48 bits, two-phase (Hamming top-1000 + cosine)"),
+    ("03_siamese_triplet_semihard/roc_auc_trained", "pair ROC AUC, semi-hard triplet embedding"),
+    ("03_siamese_triplet_semihard/roc_auc_backbone", "pair ROC AUC, backbone GeM features"),
+    ("03_siamese_triplet_semihard/roc_auc_untrained", "pair ROC AUC, untrained embedding"),
+    ("03_siamese_triplet_semihard/map_trained", "retrieval mAP of the trained embedding"),
+)
+
+
+def _format(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+
+
 def render_results(metrics: Mapping[str, float]) -> str:
-    """Markdown tables of `metrics`, one per notebook, sorted by key."""
+    """Markdown: the headline numbers present in `metrics`, then every metric per notebook."""
+    lines = []
+    headlines = [(key, text) for key, text in HEADLINES if key in metrics]
+    if headlines:
+        lines += ["| result | value | key |", "|---|---:|---|"]
+        lines += [f"| {text} | {_format(metrics[key])} | `{key}` |" for key, text in headlines]
+        lines.append("")
     by_notebook: dict[str, list[tuple[str, float]]] = {}
     for key, value in sorted(metrics.items()):
         notebook, _, name = key.partition("/")
         by_notebook.setdefault(notebook, []).append((name, value))
-    lines = []
     for notebook, rows in by_notebook.items():
-        lines += [f"**{notebook}**", "", "| metric | value |", "|---|---:|"]
-        lines += [f"| `{name}` | {value:,} |" if isinstance(value, int) else f"| `{name}` | {value:.4g} |"
-                  for name, value in rows]
-        lines.append("")
+        lines += [f"<details><summary><b>{notebook}</b>: all {len(rows)} metrics</summary>", "",
+                  "| metric | value |", "|---|---:|"]
+        lines += [f"| `{name}` | {_format(value)} |" for name, value in rows]
+        lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
