@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from cbir import features as features_module
 from cbir.backbones import get_backbone
 from cbir.datasets import ImageSet
 from cbir.features import FeatureExtractor, dataset_fingerprint

@@ -64,7 +64,7 @@ def hard_reference(labels, embeddings, margin, metric, soft):
 @pytest.mark.parametrize("metric", ["L2", "squared-L2", "angular"])
 def test_semihard_matches_brute_force(dtype, metric):
     rng = np.random.default_rng(0)
-    for trial in range(6):
+    for _ in range(6):
         n = int(rng.integers(4, 13))
         labels = rng.integers(0, 3, n)
         embeddings = rng.normal(size=(n, 5)).astype(dtype)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -193,8 +192,3 @@ class FeatureExtractor:
         outputs = self.model.predict(self.pipeline(image_set), steps=steps, verbose=1 if progress else 0)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [np.asarray(o, dtype=np.float32) for o in outputs]
-
-
-def clear_cache(root: Path | None = None) -> None:
-    """Delete every cached feature set (under ``CACHE_DIR/features`` by default)."""
-    shutil.rmtree(root or config.CACHE_DIR / "features", ignore_errors=True)

@@ -22,7 +22,6 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Mapping, Sequence
