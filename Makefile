@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test reports data readme-results lab clean
+.PHONY: install test reports smoke data readme-results lab clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ reports: data
 	$(BIN)/python -m cbir.reports --profile $(PROFILE)
 	$(BIN)/python -m cbir.reports --update-readme
 
+# Every notebook on tiny data in a minute or two, written under reports/smoke/ so that the committed
+# default-profile figures and metrics are left alone.
+smoke: $(STAMP)
+	CBIR_REPORTS_DIR=$(CURDIR)/reports/smoke CBIR_FIGURES_DIR=$(CURDIR)/reports/smoke/figures \
+		$(BIN)/python -m cbir.reports --profile smoke
+
 readme-results: $(STAMP)
 	$(BIN)/python -m cbir.reports --update-readme
 
@@ -35,4 +41,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf reports/*.ipynb data/cache
+	rm -rf reports/*.ipynb reports/smoke data/cache
