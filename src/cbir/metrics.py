@@ -361,8 +361,10 @@ def make_pairs(labels: np.ndarray, n_pairs: int, seed: int = 0) -> tuple[np.ndar
 
 def pair_scores(vectors: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Match scores ``(1 + cos) / 2`` ∈ [0, 1] of the pairs (first[i], second[i]) of rows of `vectors` (n, dim)."""
+    from cbir.search import cosine_to_score
+
     unit = l2_normalize(vectors)
-    return np.clip((1.0 + np.sum(unit[first] * unit[second], axis=1)) / 2.0, 0.0, 1.0)
+    return cosine_to_score(np.sum(unit[first] * unit[second], axis=1))
 
 
 def roc_report(scores: np.ndarray, is_match: np.ndarray, target_fprs: Sequence[float] = (0.01, 0.001)) -> dict:

@@ -264,7 +264,7 @@ class HashIndex:
         Raises:
             ValueError: unknown mode, missing query features, or k / shortlist < 1.
         """
-        from cbir.hashing import hamming_distances, hamming_top_k
+        from cbir.hashing import hamming_distances, hamming_top_k, k_smallest
 
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -287,17 +287,12 @@ class HashIndex:
         scores = np.empty((len(query_codes), k), np.float32)
         indices = np.empty((len(query_codes), k), np.int64)
         for row, distances in enumerate(hamming_distances(query_codes, self.codes)):
-            within = np.flatnonzero(distances <= radius)
-            within = within[np.lexsort((within, distances[within]))]
-            cosine = self.features[within] @ query_features[row]
-            order = np.argsort(-cosine, kind="stable")[:k]  # stable: equal cosines keep Hamming order
-            ranked, ranked_scores = within[order], (1.0 + cosine[order]) / 2.0
-            if len(ranked) < k:  # fill with the next codes in Hamming order
-                outside = np.setdiff1d(np.arange(len(self)), within, assume_unique=True)
-                outside = outside[np.lexsort((outside, distances[outside]))][: k - len(ranked)]
-                ranked_scores = np.concatenate([ranked_scores, 1.0 - distances[outside] / self.bits])
-                ranked = np.concatenate([ranked, outside])
-            scores[row], indices[row] = np.clip(ranked_scores, 0, 1), ranked
+            n_within = int(np.count_nonzero(distances <= radius))
+            ordered = k_smallest(distances, max(n_within, k))  # Hamming order, ties by index
+            ranked, cosine = self._rerank_one(query_features[row], ordered[:n_within], k)
+            fill = ordered[n_within:k]  # too few within the radius: the next codes in Hamming order
+            indices[row] = np.concatenate([ranked, fill])
+            scores[row] = np.concatenate([cosine_to_score(cosine), 1.0 - distances[fill] / self.bits])
         return scores, indices
 
     def ranking_levels(self, query_codes: np.ndarray, query_features: np.ndarray, shortlist: int = 1000) -> np.ndarray:
@@ -318,19 +313,25 @@ class HashIndex:
         distances = hamming_distances(query_codes, self.codes)
         levels = distances.astype(np.int32) + length
         for row in range(len(levels)):
-            candidates = k_smallest(distances[row], length)
-            cosine = self.features[candidates] @ query_features[row]
-            levels[row, candidates[np.argsort(-cosine, kind="stable")]] = np.arange(length, dtype=np.int32)
+            ranked, _ = self._rerank_one(query_features[row], k_smallest(distances[row], length))
+            levels[row, ranked] = np.arange(length, dtype=np.int32)
         return levels
 
+    def _rerank_one(self, query_feature: np.ndarray, shortlist: np.ndarray,
+                    k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A shortlist in Hamming order, re-ordered by decreasing cosine with the (unit) query
+        feature; equal cosines keep Hamming order. Returns (indices, cosines), the best `k`."""
+        cosine = self.features[shortlist] @ query_feature  # gather + matrix-vector product
+        order = np.argsort(-cosine, kind="stable")[:k]
+        return shortlist[order], cosine[order]
+
     def _rerank(self, query_features: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-rank each query's Hamming shortlist by cosine; equal cosines keep Hamming order."""
+        """`_rerank_one` for each query's shortlist (a row of `candidates`)."""
         scores = np.empty((len(candidates), k), np.float32)
         indices = np.empty((len(candidates), k), np.int64)
         for row, shortlist in enumerate(candidates):
-            cosine = self.features[shortlist] @ query_features[row]  # gather + matrix-vector product
-            order = np.argsort(-cosine, kind="stable")[:k]
-            indices[row], scores[row] = shortlist[order], cosine_to_score(cosine[order])
+            indices[row], cosine = self._rerank_one(query_features[row], shortlist, k)
+            scores[row] = cosine_to_score(cosine)
         return scores, indices
 
     def save(self, path: str | os.PathLike) -> Path:
