@@ -277,8 +277,10 @@ def test_read_image_applies_exif_orientation(tmp_path):
 def test_read_image_errors_name_the_path(tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    with pytest.raises(datasets.UnreadableImageError, match="empty.jpg"):
+    with pytest.raises(datasets.UnreadableImageError, match=r"empty.jpg: empty file \(0 bytes\)"):
         datasets.read_image(empty)
+    with pytest.raises(datasets.UnreadableImageError, match="missing.png"):
+        datasets.read_image(tmp_path / "missing.png")
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
     with pytest.raises(datasets.UnreadableImageError, match="notes.png"):

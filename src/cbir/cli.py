@@ -64,21 +64,6 @@ def _file_identity(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _readable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    from cbir.datasets import UnreadableImageError, read_image
-
-    good, bad = [], []
-    for path in paths:
-        try:
-            if path.stat().st_size == 0:
-                raise UnreadableImageError(path, "empty file (0 bytes)")
-            read_image(path)
-            good.append(path)
-        except UnreadableImageError as error:
-            bad.append((path, error.reason))
-    return good, bad
-
-
 def _embed(extractor, paths: list[Path]) -> np.ndarray:
     from cbir.datasets import ImageSet
     from cbir.pooling import l2_normalize
@@ -88,7 +73,7 @@ def _embed(extractor, paths: list[Path]) -> np.ndarray:
 
 
 def command_index(args) -> int:
-    from cbir.datasets import list_image_files
+    from cbir.datasets import list_image_files, readable_images
     from cbir.search import FeatureIndex, IndexFormatError
 
     settings = _requested_settings(args)
@@ -107,22 +92,22 @@ def command_index(args) -> int:
             _log(f"error: {error}\n(use another --out, or delete {args.out} to rebuild)")
             return 1
     known = {entry["path"]: (entry, row) for row, entry in enumerate(previous.entries)} if previous else {}
-    identities = [_file_identity(p) for p in paths]
+    identities = {path: _file_identity(path) for path in paths}
     reuse_rows, reuse_entries, to_embed = [], [], []
-    for path, identity in zip(paths, identities):
+    for path, identity in identities.items():
         entry, row = known.get(identity["path"], (None, None))
         if entry is not None and entry["size"] == identity["size"] and entry["mtime_ns"] == identity["mtime_ns"]:
             reuse_rows.append(row)
             reuse_entries.append(identity)
         else:
             to_embed.append(path)
-    readable, unreadable = _readable(to_embed)
-    for path, reason in unreadable:
-        _log(f"skipped {path}: {reason}")
+    readable, unreadable = readable_images(to_embed)
+    for skipped in unreadable:
+        _log(f"skipped {skipped.path}: {skipped.reason}")
     extractor = _extractor(settings, args.batch_size)
     new_features = _embed(extractor, readable) if readable else np.empty((0, extractor.dim), np.float32)
     old_features = previous.features[reuse_rows] if previous is not None and reuse_rows else np.empty((0, extractor.dim), np.float32)
-    index = FeatureIndex(settings=settings, entries=reuse_entries + [_file_identity(p) for p in readable],
+    index = FeatureIndex(settings=settings, entries=reuse_entries + [identities[p] for p in readable],
                          features=np.concatenate([old_features, new_features]).astype(np.float32))
     index.save(args.out)
     print(f"indexed {len(index.entries)} images into {args.out}: {len(readable)} embedded, "
@@ -131,7 +116,7 @@ def command_index(args) -> int:
 
 
 def command_search(args) -> int:
-    from cbir.datasets import list_image_files
+    from cbir.datasets import list_image_files, readable_images
     from cbir.search import FeatureIndex, IndexFormatError
 
     expected = {key: value for key, value in (("backbone", args.backbone), ("pooling", args.pooling)) if value}
@@ -157,9 +142,9 @@ def command_search(args) -> int:
         else:
             _log(f"error: query {query} does not exist")
             failures += 1
-    readable, unreadable = _readable(queries)
-    for path, reason in unreadable:
-        _log(f"error: query {path}: {reason}")
+    readable, unreadable = readable_images(queries)
+    for skipped in unreadable:
+        _log(f"error: query {skipped.path}: {skipped.reason}")
     failures += len(unreadable)
     if readable:
         extractor = _extractor(index.settings)

@@ -12,6 +12,7 @@ Sources, licences and look-up order are in the README ("Datasets"). Nothing unde
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import tempfile
 import warnings
@@ -49,6 +50,7 @@ __all__ = [
     "make_tiny_imagenet_fixture",
     "read_idx",
     "read_image",
+    "readable_images",
     "scan_image_folder",
     "split",
     "to_array",
@@ -174,11 +176,32 @@ def read_image(path: str | Path) -> np.ndarray:
             that Pillow refuses it as a decompression bomb; the message names the path.
     """
     try:
+        if os.path.getsize(path) == 0:  # Pillow would only say "cannot identify image file"
+            raise UnreadableImageError(path, "empty file (0 bytes)")
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             return _pil_to_rgb_uint8(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, UnreadableImageError):
+            raise
         raise UnreadableImageError(path, f"{type(error).__name__}: {error}") from error
+
+
+def readable_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[SkippedFile]]:
+    """Decode each image once with `read_image`; split the paths into readable ones and the
+    files set aside with the reason (empty, truncated, corrupt, not an image, too large).
+
+    Returns:
+        (readable paths in input order, skipped files).
+    """
+    readable, skipped = [], []
+    for path in map(Path, paths):
+        try:
+            read_image(path)
+            readable.append(path)
+        except UnreadableImageError as error:
+            skipped.append(SkippedFile(str(path), error.reason))
+    return readable, skipped
 
 
 def _pil_to_rgb_uint8(image: Image.Image) -> np.ndarray:
@@ -624,15 +647,11 @@ def scan_image_folder(
     for label, class_dir in enumerate(class_dirs):
         images, non_images = list_image_files(class_dir)
         skipped += non_images
-        for path in images:
-            if check_images:
-                try:
-                    read_image(path)
-                except UnreadableImageError as error:
-                    skipped.append(SkippedFile(str(path), error.reason))
-                    continue
-            paths.append(path)
-            labels.append(label)
+        if check_images:
+            images, unreadable = readable_images(images)
+            skipped += unreadable
+        paths += images
+        labels += [label] * len(images)
     return paths, labels, tuple(p.name for p in class_dirs), skipped
 
 
