@@ -368,3 +368,16 @@ def test_image_dataset_from_arrays_expands_grayscale():
     np.testing.assert_array_equal(labels.numpy(), digits.labels[:4])
     unresized = next(iter(datasets.image_dataset(digits, batch_size=10, with_labels=False)))
     np.testing.assert_array_equal(unresized.numpy()[..., 2], digits.images.astype(np.float32))
+
+
+def test_retrieval_split_and_sample(tiny_imagenet_dir, isolated_paths):
+    digits = datasets.load_digits()
+    database, queries = datasets.retrieval_split(digits, query_fraction=0.2, seed=0)
+    assert len(database) + len(queries) == 1797 and abs(len(queries) - 0.2 * 1797) <= 1
+    np.testing.assert_array_equal(np.bincount(queries.labels, minlength=10) >= 35, True)  # stratified
+    tiny = datasets.load_tiny_imagenet(tiny_imagenet_dir, download=False)
+    database, queries = datasets.retrieval_split(tiny)  # test is unlabelled: the validation split answers
+    assert database is tiny["train"] and queries is tiny["val"]
+    sampled = database.sample(5, seed=1)
+    assert len(sampled) == 5 and list(sampled.paths) == sorted(sampled.paths, key=database.paths.index)
+    assert database.sample(0) is database and database.sample(10_000) is database

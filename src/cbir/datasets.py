@@ -49,6 +49,7 @@ __all__ = [
     "load_tiny_imagenet",
     "make_tiny_imagenet_fixture",
     "read_idx",
+    "retrieval_split",
     "read_image",
     "readable_images",
     "scan_image_folder",
@@ -133,6 +134,12 @@ class ImageSet:
             paths=None if self.paths is None else tuple(self.paths[i] for i in indices),
             name=self.name,
         )
+
+    def sample(self, n: int, seed: int = 0) -> ImageSet:
+        """A random subset of `n` images in their original order; the whole set when n is 0 or ≥ len."""
+        if not n or n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
 
     def class_counts(self) -> np.ndarray:
         """int64 array, shape (n_classes,): how many labelled images each class has."""
@@ -766,6 +773,22 @@ def split(
     result["train"] = np.sort(rest).astype(np.int64)
     return {name: result[name] for name in ("train", "val", "test")}
 
+
+
+def retrieval_split(splits: dict[str, ImageSet], query_fraction: float = 0.2, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """The retrieval protocol used by the notebooks: (database, queries).
+
+    The database is the training split; the queries are the labelled test split, else the
+    labelled validation split (Tiny ImageNet's test images are unlabelled). A dataset with a
+    single split (digits, an image folder) is divided with `split`: a stratified
+    `query_fraction` becomes the queries.
+    """
+    if "train" not in splits:
+        everything = next(iter(splits.values()))
+        parts = split(everything.labels, val_fraction=0.0, test_fraction=query_fraction, seed=seed)
+        return everything.subset(parts["train"]), everything.subset(parts["test"])
+    query_split = "test" if "test" in splits and (splits["test"].labels >= 0).any() else "val"
+    return splits["train"], splits[query_split]
 
 def image_dataset(
     image_set: ImageSet,
