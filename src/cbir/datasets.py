@@ -845,7 +845,6 @@ def image_dataset(
     return dataset.prefetch(autotune)
 
 
-
 def to_array(image_set: ImageSet, image_size: tuple[int, int], batch_size: int = 256) -> np.ndarray:
     """Decode, convert to RGB and resize every image into memory.
 

@@ -30,6 +30,12 @@ def _show(ax: plt.Axes, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=8)
 
 
+def _frame(ax: plt.Axes, colour: str) -> None:
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2.5)
+
+
 def plot_class_distribution(image_sets: Mapping[str, ImageSet]) -> plt.Figure:
     """Bar chart of images per class, one bar group per split (labelled images only)."""
     import pandas as pd
@@ -140,9 +146,7 @@ def plot_retrieval_grid(query_images: Sequence[np.ndarray], result_images: Seque
     figure, axes = plt.subplots(n, k + 1, figsize=(1.45 * (k + 1), 1.6 * n), squeeze=False)
     for row in range(n):
         _show(axes[row, 0], query_images[row], query_titles[row] if query_titles else "query")
-        for spine in axes[row, 0].spines.values():
-            spine.set_edgecolor("black")
-            spine.set_linewidth(2.5)
+        _frame(axes[row, 0], "black")
         for column in range(k):
             ax = axes[row, column + 1]
             if column >= len(result_images[row]):
@@ -150,9 +154,7 @@ def plot_retrieval_grid(query_images: Sequence[np.ndarray], result_images: Seque
                 continue
             _show(ax, result_images[row][column], f"{scores[row][column]:.3f}")
             if relevant is not None:
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("tab:green" if relevant[row][column] else "tab:red")
-                    spine.set_linewidth(2.5)
+                _frame(ax, "tab:green" if relevant[row][column] else "tab:red")
     figure.tight_layout()
     return figure
 
