@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from cbir import hashing
+from cbir import hashing, search
 from cbir.search import HashIndex, IndexFormatError, exact_search
 
 
@@ -29,16 +29,27 @@ def test_binarize_at_half():
     np.testing.assert_array_equal(hashing.binarize(np.array([[0.2, 0.5, 0.51, 0.49]])), [[False, True, True, False]])
 
 
-def test_hamming_top_k_against_brute_force_with_ties():
-    rng = np.random.default_rng(0)
-    database = hashing.pack_codes(rng.random((700, 16)) < 0.5)  # 16 bits: many equal distances
-    queries = hashing.pack_codes(rng.random((13, 16)) < 0.5)
-    distances, indices = hashing.hamming_top_k(queries, database, k=25, query_chunk=4)
-    full = hashing.hamming_distances(queries, database)
+@pytest.mark.parametrize(("bits", "k", "n_threads"), [(16, 25, 1), (16, 25, 3), (100, 40, 2), (128, 700, 2), (12, 1, 1)])
+def test_hamming_top_k_against_brute_force_with_ties(bits, k, n_threads):
+    rng = np.random.default_rng(bits)
+    codes = rng.random((713, bits)) < 0.5
+    codes[100:130] = codes[5]  # duplicate codes: ties at every distance
+    database, queries = hashing.pack_codes(codes[:700]), hashing.pack_codes(codes[700:])
+    distances, indices = hashing.hamming_top_k(queries, database, k=k, n_threads=n_threads)
+    assert distances.shape == indices.shape == (13, min(k, 700))
     for row in range(13):
-        expected = sorted(range(700), key=lambda j: (full[row, j], j))[:25]
+        bit_loop = [_bit_loop_distance(codes[700 + row], codes[j]) for j in range(700)]
+        expected = sorted(range(700), key=lambda j: (bit_loop[j], j))[:k]
         np.testing.assert_array_equal(indices[row], expected)
-        np.testing.assert_array_equal(distances[row], full[row, expected])
+        np.testing.assert_array_equal(distances[row], [bit_loop[j] for j in expected])
+
+
+def test_hamming_top_k_rejects_bad_input():
+    codes = hashing.pack_codes(np.zeros((5, 64), bool))
+    with pytest.raises(ValueError, match="packed .* alike"):
+        hashing.hamming_top_k(codes, hashing.pack_codes(np.zeros((5, 100), bool)), 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        hashing.hamming_top_k(codes, codes, 0)
 
 
 @pytest.fixture
@@ -63,6 +74,15 @@ def test_two_phase_equals_exhaustive_cosine_when_the_shortlist_is_everything(ind
         np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
     cosine_scores, cosine_indices = index.search(query_codes, query_features, k=10, mode="cosine")
     np.testing.assert_array_equal(cosine_indices, expected_indices)
+
+
+def test_two_phase_in_query_chunks_matches_one_chunk(index_and_queries, monkeypatch):
+    index, query_codes, query_features = index_and_queries
+    expected = index.search(query_codes, query_features, k=7, shortlist=40)
+    monkeypatch.setattr(search, "_QUERY_CHUNK", 4)  # 30 queries: 8 chunks, the last one short
+    chunked = index.search(query_codes, query_features, k=7, shortlist=40)
+    np.testing.assert_array_equal(chunked[1], expected[1])
+    np.testing.assert_array_equal(chunked[0], expected[0])
 
 
 def test_two_phase_reranks_the_hamming_shortlist(index_and_queries):
@@ -170,3 +190,17 @@ def test_k_smallest_against_a_full_sort(case):
     for k in (1, 10, 5000, n):
         expected = np.lexsort((np.arange(n), distances))[:k]
         np.testing.assert_array_equal(hashing.k_smallest(distances, k), expected)
+        assert hashing.kth_smallest_value(distances, k) == np.sort(distances)[k - 1]
+
+
+def test_kth_smallest_value_on_wide_codes():
+    """uint16 distances (codes over 255 bits) where the sample's guess is far off in both directions."""
+    rng = np.random.default_rng(4)
+    for low_fraction in (0.0001, 0.5):
+        distances = rng.integers(400, 1000, 50_000).astype(np.uint16)
+        low = rng.random(50_000) < low_fraction
+        distances[low] = rng.integers(0, 30, low.sum())
+        for k in (1, 3, 2000, 49_999):
+            assert hashing.kth_smallest_value(distances, k) == np.sort(distances)[k - 1], (low_fraction, k)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 50000\], got 0"):
+        hashing.kth_smallest_value(distances, 0)

@@ -4,6 +4,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from cbir import search
 from cbir.search import FeatureIndex, IndexFormatError, cosine_to_score, exact_search, top_k
 
 
@@ -109,3 +110,19 @@ def test_feature_index_rejects_mismatch_newer_format_and_garbage(tmp_path):
         FeatureIndex.load(tmp_path)
     with pytest.raises(IndexFormatError, match="not a cbir index"):
         FeatureIndex.load(tmp_path / "elsewhere")
+
+
+def test_subset_inner_products_against_a_numpy_loop():
+    rng = np.random.default_rng(5)
+    database = rng.normal(size=(300, 20)).astype(np.float32)
+    queries = rng.normal(size=(6, 20)).astype(np.float32)
+    candidates = rng.integers(0, 300, (6, 45))
+    expected = np.array([[queries[i] @ database[j] for j in row] for i, row in enumerate(candidates)])
+    np.testing.assert_allclose(search.subset_inner_products(queries, database, candidates), expected, rtol=1e-5, atol=1e-5)
+    assert search.subset_inner_products(queries, database, candidates[:, :0]).shape == (6, 0)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 300\), got \[.*, 300\]"):
+        search.subset_inner_products(queries, database, np.where(candidates == candidates.max(), 300, candidates))
+    with pytest.raises(ValueError, match="must lie in"):
+        search.subset_inner_products(queries, database, -candidates - 1)
+    with pytest.raises(ValueError, match=r"candidates must be \(n_queries=6, m\)"):
+        search.subset_inner_products(queries, database, candidates[:5])

@@ -23,7 +23,7 @@ from cbir.backbones import Backbone, set_trainable_layers
 from cbir.pooling import GlobalPooling
 
 __all__ = ["SUPPORTED_BITS", "binarize", "classifier_view", "build_hashing_head", "build_hashing_model", "hamming_distances",
-           "hamming_top_k", "k_smallest", "pack_codes", "precision_within_radius", "unpack_codes"]
+           "hamming_top_k", "k_smallest", "kth_smallest_value", "pack_codes", "precision_within_radius", "unpack_codes"]
 
 SUPPORTED_BITS = (12, 16, 24, 32, 36, 48, 64, 128)
 
@@ -127,8 +127,8 @@ def hamming_distances(query_words: np.ndarray, database_words: np.ndarray) -> np
         query_words: uint64 (n_queries, words); database_words: uint64 (n_database, words).
     Returns:
         uint8 (n_queries, n_database) for codes of up to 255 bits, else uint16. Memory is
-        n_queries × n_database × itemsize: chunk the queries for large databases
-        (`hamming_top_k` does).
+        n_queries × n_database × itemsize: chunk the queries for large databases. For the
+        nearest codes only, `hamming_top_k` is faster and needs no such matrix.
     """
     query_words = np.asarray(query_words, np.uint64)
     database_words = np.asarray(database_words, np.uint64)
@@ -157,46 +157,104 @@ _BLOCK = 1 << 15  # database codes per block in `hamming_distances`
 
 
 def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
-                  query_chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                  n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest codes in Hamming distance, ties by lower database index.
 
-    Selection counts instead of sorting (`k_smallest`): O(n_database) per query.
+    One compiled pass per query (`cbir._hamming_kernels`, Numba): XOR, population count and a
+    histogram of the distances together, the k-th distance read off the histogram, the winners
+    placed by a counting sort — O(n_database) per query, no sort. Queries run in parallel on
+    `n_threads` threads (default: all of Numba's, one per CPU).
 
+    Args:
+        query_words: uint64 (n_queries, words); database_words: uint64 (n_database, words).
+        k: results per query (capped at n_database).
+        n_threads: threads to use (capped at the CPUs available); 1 for a single-threaded run.
     Returns:
         (distances, indices): int32 and int64, each (n_queries, min(k, n_database)), nearest first.
+    Raises:
+        ValueError: codes not packed alike, or k < 1.
     """
-    n_database = len(database_words)
-    k = min(k, n_database)
+    import numba
+
+    from cbir._hamming_kernels import hamming_top_k_kernel
+
+    query_words = np.ascontiguousarray(query_words, dtype=np.uint64)
+    database_words = np.ascontiguousarray(database_words, dtype=np.uint64)
+    if query_words.ndim != 2 or database_words.ndim != 2 or query_words.shape[1] != database_words.shape[1]:
+        raise ValueError(f"codes must be packed (n, words) alike; got {query_words.shape} and {database_words.shape}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, len(database_words))
     out_distances = np.empty((len(query_words), k), np.int32)
     out_indices = np.empty((len(query_words), k), np.int64)
-    for start in range(0, len(query_words), query_chunk):
-        block = hamming_distances(query_words[start:start + query_chunk], database_words)
-        for row, distances in enumerate(block):
-            chosen = k_smallest(distances, k)
-            out_indices[start + row] = chosen
-            out_distances[start + row] = distances[chosen]
+    if k == 0 or len(query_words) == 0:
+        return out_distances, out_indices
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        scratch_type = np.empty(0, np.uint8 if query_words.shape[1] * 64 <= 255 else np.uint16)
+        hamming_top_k_kernel(query_words, database_words, k, out_distances, out_indices, scratch_type)
+    finally:
+        numba.set_num_threads(previous)
     return out_distances, out_indices
 
 
 def k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k smallest small-integer `distances` (n,), by distance then index.
 
-    No sort of the n values: a bound on the k-th smallest value is read off a regular sample
-    (its k/n quantile), one pass collects the candidates at or below it (raising the bound in
-    the rare case that it holds fewer than k), and only those few are sorted. O(n) per query.
+    No sort of the n values: a bound on the k-th smallest value is read off a regular sample of
+    4096 values (its k/n quantile, one standard deviation high so that it is rarely too low), one
+    pass collects the candidates at or below it — or, when they are fewer than k, at or below the
+    exact k-th value (`kth_smallest_value`) — and only those are sorted, by a stable sort of their
+    distances: NumPy's radix sort for 8- and 16-bit integers, which keeps the candidates'
+    increasing index order among equal distances. O(n) per query.
     """
     n = len(distances)
     k = min(k, n)
     if k == n:
-        return np.lexsort((np.arange(n), distances))
+        return np.argsort(distances, kind="stable")
+    sample = distances[:: max(1, n // 4096)]
+    expected_rank = k / n * len(sample)
+    rank = min(len(sample) - 1, int(np.ceil(expected_rank + np.sqrt(expected_rank))))
+    candidates = np.flatnonzero(distances <= np.partition(sample, rank)[rank])
+    if len(candidates) < k:  # the sample under-estimated the k-th distance
+        candidates = np.flatnonzero(distances <= kth_smallest_value(distances, k))
+    return candidates[np.argsort(distances[candidates], kind="stable")[:k]]
+
+
+def kth_smallest_value(distances: np.ndarray, k: int) -> int:
+    """The k-th smallest of n non-negative integer `distances` (1 ≤ k ≤ n): the least b with at
+    least k values ≤ b.
+
+    The k/n quantile of a regular sample of 4096 values is a guess that is usually right or off
+    by one; the answer is then bracketed by galloping from the guess and bisected, each step one
+    vectorised count over the n values.
+    """
+    n = len(distances)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
     sample = distances[:: max(1, n // 4096)]
     rank = min(len(sample) - 1, int(np.ceil(k / n * len(sample))))
-    bound = int(np.partition(sample, rank)[rank])
-    candidates = np.flatnonzero(distances <= bound)
-    while len(candidates) < k:  # the sample under-estimated the k-th distance
-        bound += 1 + bound // 4
-        candidates = np.flatnonzero(distances <= bound)
-    return candidates[np.lexsort((candidates, distances[candidates]))[:k]]
+    guess = int(np.partition(sample, rank)[rank])
+
+    def enough(bound: int) -> bool:
+        return int(np.count_nonzero(distances <= bound)) >= k
+
+    # Invariant once bracketed: enough(high) and not enough(low); enough(-1) is false.
+    step = 1
+    if enough(guess):
+        high, low = guess, guess - 1
+        while low >= 0 and enough(low):
+            high, low, step = low, low - step, step * 2
+        low = max(low, -1)
+    else:
+        low, high = guess, guess + 1
+        while not enough(high):
+            low, high, step = high, high + step, step * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def precision_within_radius(query_words: np.ndarray, query_labels: np.ndarray, database_words: np.ndarray,
