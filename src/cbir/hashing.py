@@ -7,8 +7,10 @@ threshold at 0.5 gives an H-bit code per image. Retrieval is two-phase (`cbir.se
 a Hamming shortlist, then re-ranking by cosine similarity of real-valued features.
 
 Codes are packed into little-endian uint64 words, bit j of a code in word j // 64 at position
-j % 64 (8 bytes per 64-bit code), and Hamming distances are population counts of XORs
-(`np.bitwise_count`) — never one byte per bit on the search path.
+j % 64 (8 bytes per 64-bit code), and Hamming distances are population counts of XORs — never
+one byte per bit on the search path. `hamming_distances` gives the whole matrix with NumPy
+(`np.bitwise_count`); `hamming_top_k`, the search path, runs a compiled one-pass kernel
+(`cbir._hamming_kernels`) that needs no such matrix.
 """
 
 from __future__ import annotations

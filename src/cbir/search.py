@@ -266,6 +266,12 @@ class HashIndex:
 
     Scores are in [0, 1]: ``(1 + cos) / 2`` for the cosine-ranked results.
 
+    Cost of a two-phase query: one pass over the packed codes (8 bytes per 64-bit code,
+    `cbir.hashing.hamming_top_k`), then one random read of a feature row per shortlisted item
+    (`subset_inner_products`). The second phase dominates: at a shortlist of 10 000 and 512-D
+    float32 features it reads 20 MB per query, bounded by memory bandwidth
+    (``benchmarks/bench_search.py`` measures both phases).
+
     Attributes:
         codes: uint64 (n, ceil(bits / 64)), packed by `cbir.hashing.pack_codes`.
         features: float32 (n, dim), L2-normalised on construction.
