@@ -30,7 +30,7 @@ def _popcount(x):
     return (x * _H01) >> np.uint64(56)
 
 
-_GROUP = 8  # queries that share each pass over the database
+GROUP = 8  # queries that share each pass over the database
 _BLOCK = 4096  # database codes per block: 32 KiB of 64-bit codes, reused from L1 by every query of a group
 
 
@@ -106,35 +106,41 @@ def _place(distances, candidates, count, k, size, out_distances, out_indices):  
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def hamming_top_k_kernel(queries, database, k, out_distances, out_indices, scratch_type):  # pragma: no cover
+def hamming_top_k_kernel(queries, database, k, out_distances, out_indices, scratch_distances,
+                         scratch_candidates):  # pragma: no cover - compiled
     """For each query row of uint64 `queries` (n_queries, words) write the `k` nearest rows of
     `database` (n, words) into `out_distances` (n_queries, k) int32 and `out_indices` int64.
-    `scratch_type` is an empty array whose dtype holds a distance: uint8 up to 255 bits, else uint16.
 
-    Groups of `_GROUP` queries run in parallel. Per group, one cache-blocked pass computes all
-    the distances; then per query, a guess at the k-th distance from a sample, one pass
+    Groups of `GROUP` queries are shared out among `n_chunks` threads, each with its own scratch:
+    `scratch_distances` (n_chunks, GROUP, n), uint8 up to 255 bits else uint16, and
+    `scratch_candidates` (n_chunks, n) int64, allocated by the caller (NumPy backs large arrays
+    with huge pages; fresh buffers per group would be paged in and zeroed by the OS every time,
+    at about the cost of the distances themselves). Per group, one cache-blocked pass computes
+    all the distances; then per query, a guess at the k-th distance from a sample, one pass
     collecting the indices at or below the guess (every index when the guess proves too low),
     and a counting sort of those candidates only.
     """
     n_queries, words = queries.shape
     n = database.shape[0]
     size = 64 * words + 1
-    for group in numba.prange((n_queries + _GROUP - 1) // _GROUP):
-        first = group * _GROUP
-        last = min(first + _GROUP, n_queries)
-        distances = np.empty((last - first, n), scratch_type.dtype)
-        candidates = np.empty(n, np.int64)  # only the first `count` entries are written (and paged in)
-        _distances(queries[first:last], database, distances)
-        for r in range(last - first):
-            row = distances[r]
-            bound = _bound_from_sample(row, k, size)
-            count = 0
-            for j in range(n):
-                if row[j] <= bound:
-                    candidates[count] = j
-                    count += 1
-            if count < k:  # the guess was too low: every index is a candidate
+    n_groups = (n_queries + GROUP - 1) // GROUP
+    n_chunks = scratch_distances.shape[0]
+    for chunk in numba.prange(n_chunks):
+        distances, candidates = scratch_distances[chunk], scratch_candidates[chunk]
+        for group in range(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks):
+            first = group * GROUP
+            last = min(first + GROUP, n_queries)
+            _distances(queries[first:last], database, distances)
+            for r in range(last - first):
+                row = distances[r]
+                bound = _bound_from_sample(row, k, size)
+                count = 0
                 for j in range(n):
-                    candidates[j] = j
-                count = n
-            _place(row, candidates, count, k, size, out_distances[first + r], out_indices[first + r])
+                    if row[j] <= bound:
+                        candidates[count] = j
+                        count += 1
+                if count < k:  # the guess was too low: every index is a candidate
+                    for j in range(n):
+                        candidates[j] = j
+                    count = n
+                _place(row, candidates, count, k, size, out_distances[first + r], out_indices[first + r])

@@ -178,7 +178,7 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
     """
     import numba
 
-    from cbir._hamming_kernels import hamming_top_k_kernel
+    from cbir._hamming_kernels import GROUP, hamming_top_k_kernel
 
     query_words = np.ascontiguousarray(query_words, dtype=np.uint64)
     database_words = np.ascontiguousarray(database_words, dtype=np.uint64)
@@ -192,10 +192,14 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
     if k == 0 or len(query_words) == 0:
         return out_distances, out_indices
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, min(n_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
     try:
-        scratch_type = np.empty(0, np.uint8 if query_words.shape[1] * 64 <= 255 else np.uint16)
-        hamming_top_k_kernel(query_words, database_words, k, out_distances, out_indices, scratch_type)
+        n_chunks = min(threads, -(-len(query_words) // GROUP))  # one run of query groups per thread
+        dtype = np.uint8 if query_words.shape[1] * 64 <= 255 else np.uint16
+        hamming_top_k_kernel(query_words, database_words, k, out_distances, out_indices,
+                             np.empty((n_chunks, GROUP, len(database_words)), dtype),
+                             np.empty((n_chunks, len(database_words)), np.int64))
     finally:
         numba.set_num_threads(previous)
     return out_distances, out_indices
