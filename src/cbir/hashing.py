@@ -162,10 +162,12 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
                   n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest codes in Hamming distance, ties by lower database index.
 
-    One compiled pass per query (`cbir._hamming_kernels`, Numba): XOR, population count and a
-    histogram of the distances together, the k-th distance read off the histogram, the winners
-    placed by a counting sort — O(n_database) per query, no sort. Queries run in parallel on
-    `n_threads` threads (default: all of Numba's, one per CPU).
+    A compiled kernel (`cbir._hamming_kernels`, Numba): per group of 8 queries, one
+    cache-blocked pass of XOR and population count over the database; per query, a guess at the
+    k-th distance from a sample, one pass collecting the codes at or below it, and a counting
+    sort of those only — O(n_database) per query, no sort of the n distances. Groups run in
+    parallel on `n_threads` threads (default: all of Numba's, one per CPU), each with
+    16 × n_database bytes of scratch (24 × for codes over 255 bits).
 
     Args:
         query_words: uint64 (n_queries, words); database_words: uint64 (n_database, words).
