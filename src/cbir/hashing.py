@@ -9,7 +9,7 @@ a Hamming shortlist, then re-ranking by cosine similarity of real-valued feature
 Codes are packed into little-endian uint64 words, bit j of a code in word j // 64 at position
 j % 64 (8 bytes per 64-bit code), and Hamming distances are population counts of XORs — never
 one byte per bit on the search path. `hamming_distances` gives the whole matrix with NumPy
-(`np.bitwise_count`); `hamming_top_k`, the search path, runs a compiled one-pass kernel
+(`np.bitwise_count`); `hamming_top_k`, the search path, runs a compiled kernel
 (`cbir._hamming_kernels`) that needs no such matrix.
 """
 
