@@ -94,7 +94,7 @@ def main() -> None:
     binary_index.add(np.ascontiguousarray(database_codes).view(np.uint8).reshape(n, -1))
     query_bytes = np.ascontiguousarray(query_codes).view(np.uint8).reshape(len(query_codes), -1)
     results, times = best_times({"ours": lambda: hamming_top_k(query_codes, database_codes, k, n_threads=1),
-                           "faiss": lambda: binary_index.search(query_bytes, k)}, args.repeats, take_turns=True)
+                                 "faiss": lambda: binary_index.search(query_bytes, k)}, args.repeats, take_turns=True)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     assert np.array_equal(results["ours"][0], results["faiss"][0]), "Hamming distances disagree with faiss"
 

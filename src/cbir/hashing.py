@@ -132,13 +132,9 @@ def hamming_distances(query_words: np.ndarray, database_words: np.ndarray) -> np
         n_queries × n_database × itemsize: chunk the queries for large databases. For the
         nearest codes only, `hamming_top_k` is faster and needs no such matrix.
     """
-    query_words = np.asarray(query_words, np.uint64)
-    database_words = np.asarray(database_words, np.uint64)
-    if query_words.ndim != 2 or database_words.ndim != 2 or query_words.shape[1] != database_words.shape[1]:
-        raise ValueError(f"codes must be packed (n, words) alike; got {query_words.shape} and {database_words.shape}")
+    query_words, database_words = _packed_alike(query_words, database_words)
     words = query_words.shape[1]
-    dtype = np.uint8 if words * 64 <= 255 else np.uint16
-    total = np.zeros((len(query_words), len(database_words)), dtype)
+    total = np.zeros((len(query_words), len(database_words)), _distance_dtype(words))
     scratch = np.empty((len(query_words), min(len(database_words), _BLOCK)), np.uint64)
     counts = np.empty(scratch.shape, np.uint8)
     # Blocks of the database keep the XOR scratch small (cache-friendly, no large temporaries).
@@ -156,6 +152,20 @@ def hamming_distances(query_words: np.ndarray, database_words: np.ndarray) -> np
 
 
 _BLOCK = 1 << 15  # database codes per block in `hamming_distances`
+
+
+def _packed_alike(query_words: np.ndarray, database_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both code arrays as C-contiguous uint64 (n, words) with the same number of words."""
+    query_words = np.ascontiguousarray(query_words, dtype=np.uint64)
+    database_words = np.ascontiguousarray(database_words, dtype=np.uint64)
+    if query_words.ndim != 2 or database_words.ndim != 2 or query_words.shape[1] != database_words.shape[1]:
+        raise ValueError(f"codes must be packed (n, words) alike; got {query_words.shape} and {database_words.shape}")
+    return query_words, database_words
+
+
+def _distance_dtype(words: int) -> type:
+    """The smallest unsigned integer type that holds a Hamming distance between codes of `words` words."""
+    return np.uint8 if words * 64 <= 255 else np.uint16
 
 
 def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
@@ -182,10 +192,7 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
 
     from cbir._hamming_kernels import GROUP, hamming_top_k_kernel
 
-    query_words = np.ascontiguousarray(query_words, dtype=np.uint64)
-    database_words = np.ascontiguousarray(database_words, dtype=np.uint64)
-    if query_words.ndim != 2 or database_words.ndim != 2 or query_words.shape[1] != database_words.shape[1]:
-        raise ValueError(f"codes must be packed (n, words) alike; got {query_words.shape} and {database_words.shape}")
+    query_words, database_words = _packed_alike(query_words, database_words)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     k = min(k, len(database_words))
@@ -198,9 +205,8 @@ def hamming_top_k(query_words: np.ndarray, database_words: np.ndarray, k: int,
     numba.set_num_threads(threads)
     try:
         n_chunks = min(threads, -(-len(query_words) // GROUP))  # one run of query groups per thread
-        dtype = np.uint8 if query_words.shape[1] * 64 <= 255 else np.uint16
         hamming_top_k_kernel(query_words, database_words, k, out_distances, out_indices,
-                             np.empty((n_chunks, GROUP, len(database_words)), dtype),
+                             np.empty((n_chunks, GROUP, len(database_words)), _distance_dtype(query_words.shape[1])),
                              np.empty((n_chunks, len(database_words)), np.int64))
     finally:
         numba.set_num_threads(previous)
@@ -232,37 +238,15 @@ def k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
 
 def kth_smallest_value(distances: np.ndarray, k: int) -> int:
     """The k-th smallest of n non-negative integer `distances` (1 ≤ k ≤ n): the least b with at
-    least k values ≤ b.
+    least k values ≤ b, read off the cumulative histogram of the values.
 
-    The k/n quantile of a regular sample of 4096 values is a guess that is usually right or off
-    by one; the answer is then bracketed by galloping from the guess and bisected, each step one
-    vectorised count over the n values.
+    Raises:
+        ValueError: k outside [1, n].
     """
     n = len(distances)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    sample = distances[:: max(1, n // 4096)]
-    rank = min(len(sample) - 1, int(np.ceil(k / n * len(sample))))
-    guess = int(np.partition(sample, rank)[rank])
-
-    def enough(bound: int) -> bool:
-        return int(np.count_nonzero(distances <= bound)) >= k
-
-    # Invariant once bracketed: enough(high) and not enough(low); enough(-1) is false.
-    step = 1
-    if enough(guess):
-        high, low = guess, guess - 1
-        while low >= 0 and enough(low):
-            high, low, step = low, low - step, step * 2
-        low = max(low, -1)
-    else:
-        low, high = guess, guess + 1
-        while not enough(high):
-            low, high, step = high, high + step, step * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high
+    return int(np.searchsorted(np.cumsum(np.bincount(distances)), k))
 
 
 def precision_within_radius(query_words: np.ndarray, query_labels: np.ndarray, database_words: np.ndarray,

@@ -368,9 +368,9 @@ class HashIndex:
                     k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A shortlist in Hamming order, re-ordered by decreasing cosine with the (unit) query
         feature; equal cosines keep Hamming order. Returns (indices, cosines), the best `k`."""
-        cosine = subset_inner_products(query_feature[None], self.features, shortlist[None])[0]
-        order = np.argsort(-cosine, kind="stable")[:k]
-        return shortlist[order], cosine[order]
+        cosine, columns = top_k(subset_inner_products(query_feature[None], self.features, shortlist[None]),
+                                k or len(shortlist))  # equal cosines: lower column, i.e. earlier in Hamming order
+        return shortlist[columns[0]], cosine[0]
 
     def _two_phase_top_l(self, query_codes: np.ndarray, query_features: np.ndarray, k: int,
                          shortlist: int) -> tuple[np.ndarray, np.ndarray]:
