@@ -22,20 +22,20 @@ test: $(STAMP)
 
 # Locate (or download) the datasets the default profile needs, before spending time on notebooks.
 data: $(STAMP)
-	$(BIN)/python -m cbir.datasets fashion_mnist
+	$(BIN)/cbir data fashion_mnist
 
 reports: data
-	$(BIN)/python -m cbir.reports --profile $(PROFILE)
-	$(BIN)/python -m cbir.reports --update-readme
+	$(BIN)/cbir reports --profile $(PROFILE)
+	$(BIN)/cbir reports --update-readme
 
 # Every notebook on tiny data in a minute or two, written under reports/smoke/ so that the committed
 # default-profile figures and metrics are left alone.
 smoke: $(STAMP)
 	CBIR_REPORTS_DIR=$(CURDIR)/reports/smoke CBIR_FIGURES_DIR=$(CURDIR)/reports/smoke/figures \
-		$(BIN)/python -m cbir.reports --profile smoke
+		$(BIN)/cbir reports --profile smoke
 
 readme-results: $(STAMP)
-	$(BIN)/python -m cbir.reports --update-readme
+	$(BIN)/cbir reports --update-readme
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -25,8 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cbir import datasets  # noqa: E402
-from cbir.backbones import get_backbone  # noqa: E402
 from cbir.features import FeatureExtractor  # noqa: E402
+from cbir.models.backbones import get_backbone
 
 
 def best_of(repeats: int, function) -> float:
@@ -63,8 +63,9 @@ def main() -> None:
 
     # Peer input: decoded, RGB, resized and preprocessed before the clock starts.
     rgb = np.repeat(image_set.images[..., None], 3, -1) if image_set.images.ndim == 3 else image_set.images
-    tensors = keras.ops.convert_to_numpy(backbone.preprocess(
-        keras.ops.image.resize(rgb.astype("float32"), backbone.input_size))).astype("float32")
+    tensors = keras.ops.convert_to_numpy(
+        backbone.preprocess(keras.ops.image.resize(rgb.astype("float32"), backbone.input_size))
+    ).astype("float32")
 
     extractor.model.predict(tensors[: args.batch_size * 2], batch_size=args.batch_size, verbose=0)  # warm-up
     extractor.extract(image_set.subset(np.arange(args.batch_size * 2)), cache=False, progress=False)
@@ -75,8 +76,10 @@ def main() -> None:
         first = best_of(1, lambda: extractor.extract(image_set, cache=Path(cache), progress=False))
         second = best_of(1, lambda: extractor.extract(image_set, cache=Path(cache), progress=False))
 
-    print(f"images: {n}, backbone: {args.backbone} @ {args.input_size}px, batch {args.batch_size}, "
-          f"Keras {keras.__version__}, {os.cpu_count()} CPUs")
+    print(
+        f"images: {n}, backbone: {args.backbone} @ {args.input_size}px, batch {args.batch_size}, "
+        f"Keras {keras.__version__}, {os.cpu_count()} CPUs"
+    )
     print(f"bare model.predict on pre-decoded tensors: {n / bare:8.1f} images/s")
     print(f"cbir pipeline (decode+resize+preprocess):  {n / pipeline:8.1f} images/s")
     print(f"cached, first run (compute + write):        {n / first:8.1f} images/s")

@@ -36,7 +36,7 @@ TINY_WNIDS = ("n01443537", "n01629819", "n02123045")
 
 def make_tiny_imagenet(root: Path, **kwargs) -> Path:
     """The package's miniature Tiny ImageNet (three classes unless told otherwise)."""
-    from cbir.datasets import make_tiny_imagenet_fixture
+    from cbir.testing import make_tiny_imagenet_fixture
 
     return make_tiny_imagenet_fixture(root, **kwargs)
 
@@ -56,8 +56,11 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point cbir.config's data, figures and reports directories (and env vars) at tmp_path."""
     from cbir import config
 
-    for attribute, variable in (("DATA_DIR", "CBIR_DATA_DIR"), ("FIGURES_DIR", "CBIR_FIGURES_DIR"),
-                                ("REPORTS_DIR", "CBIR_REPORTS_DIR")):
+    for attribute, variable in (
+        ("DATA_DIR", "CBIR_DATA_DIR"),
+        ("FIGURES_DIR", "CBIR_FIGURES_DIR"),
+        ("REPORTS_DIR", "CBIR_REPORTS_DIR"),
+    ):
         path = tmp_path / attribute.lower()
         monkeypatch.setattr(config, attribute, path)
         monkeypatch.setenv(variable, str(path))

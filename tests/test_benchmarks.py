@@ -11,9 +11,26 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def test_bench_search_runs_and_agrees_with_faiss():
     # The script itself asserts that its Hamming distances equal faiss's.
     completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_search.py"), "--n", "20000", "--queries", "12", "--dim", "32",
-         "--clusters", "50", "--repeats", "1", "--naive-queries", "2"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_search.py"),
+            "--n",
+            "20000",
+            "--queries",
+            "12",
+            "--dim",
+            "32",
+            "--clusters",
+            "50",
+            "--repeats",
+            "1",
+            "--naive-queries",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     last = completed.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"hamming_vs_faiss=([\d.]+) two_phase_speedup=([\d.]+) recall@10=([\d.]+)", last)

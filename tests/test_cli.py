@@ -29,7 +29,7 @@ def folder(tmp_path):
     _photo(root / "nested" / "deeper" / "astronaut.png", "astronaut")
     _photo(root / "rgba.png", "rocket", mode="RGBA")
     _photo(root / "cmyk.jpg", "coffee", mode="CMYK")
-    sixteen = (np.asarray(Image.fromarray(skimage.data.camera()).resize((64, 64)), np.uint16) * 257)
+    sixteen = np.asarray(Image.fromarray(skimage.data.camera()).resize((64, 64)), np.uint16) * 257
     Image.fromarray(sixteen).save(root / "sixteen.png")
     (root / "empty.jpg").write_bytes(b"")
     (root / "notes.txt").write_text("not an image")
@@ -99,8 +99,9 @@ def test_search_prints_best_first_with_scores_and_json(folder, tmp_path, capsys,
     queries = tmp_path / "queries"
     _photo(queries / "a.jpg", "chelsea")
     _photo(queries / "b.png", "coffee")
-    code, out, _ = _run(capsys, "search", index, queries, folder / "rgba.png", "-k", "2", "--json",
-                        "--grid", tmp_path / "grid.png")
+    code, out, _ = _run(
+        capsys, "search", index, queries, folder / "rgba.png", "-k", "2", "--json", "--grid", tmp_path / "grid.png"
+    )
     assert code == 0
     objects = [json.loads(line) for line in out.splitlines()]
     assert [Path(o["query"]).name for o in objects] == ["a.jpg", "b.png", "rgba.png"]
@@ -114,7 +115,9 @@ def test_search_prints_best_first_with_scores_and_json(folder, tmp_path, capsys,
 def test_search_errors(folder, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
     _run(capsys, "index", folder, "--out", index, *FAST)
-    code, out, err = _run(capsys, "search", index, tmp_path / "missing.jpg", folder / "empty.jpg", folder / "chelsea.jpg")
+    code, out, err = _run(
+        capsys, "search", index, tmp_path / "missing.jpg", folder / "empty.jpg", folder / "chelsea.jpg"
+    )
     assert code == 1
     assert f"query {tmp_path / 'missing.jpg'} does not exist" in err and "empty file" in err
     assert "chelsea.jpg" in out  # the good query is still answered

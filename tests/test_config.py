@@ -13,7 +13,10 @@ def test_defaults_live_under_the_project_root():
 def test_every_path_is_overridable_by_environment(tmp_path):
     env_names = ["CBIR_PROJECT_ROOT", "CBIR_DATA_DIR", "CBIR_FIGURES_DIR", "CBIR_REPORTS_DIR"]
     environment = {name: str(tmp_path / name.lower()) for name in env_names}
-    script = "from cbir import config; print(config.PROJECT_ROOT, config.DATA_DIR, config.FIGURES_DIR, config.REPORTS_DIR)"
-    output = subprocess.run([sys.executable, "-c", script], env={**environment, "PATH": ""},
-                            capture_output=True, text=True, check=True).stdout.split()
+    script = (
+        "from cbir import config; print(config.PROJECT_ROOT, config.DATA_DIR, config.FIGURES_DIR, config.REPORTS_DIR)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", script], env={**environment, "PATH": ""}, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert [Path(p) for p in output] == [tmp_path / name.lower() for name in env_names]

@@ -1,12 +1,11 @@
+import keras
 import numpy as np
 import pytest
 
-from cbir.backbones import get_backbone
-from cbir.datasets import ImageSet
+from cbir.data.images import ImageSet
 from cbir.features import FeatureExtractor, dataset_fingerprint
-import keras
-
-from cbir.pooling import gem
+from cbir.models.backbones import get_backbone
+from cbir.models.pooling import gem
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +17,12 @@ def backbone():
 @pytest.fixture
 def images():
     rng = np.random.default_rng(0)
-    return ImageSet(labels=np.arange(23) % 3, class_names=("a", "b", "c"),
-                    images=rng.integers(0, 256, (23, 20, 20, 3), dtype=np.uint8), name="random")
+    return ImageSet(
+        labels=np.arange(23) % 3,
+        class_names=("a", "b", "c"),
+        images=rng.integers(0, 256, (23, 20, 20, 3), dtype=np.uint8),
+        name="random",
+    )
 
 
 def test_pipeline_equals_direct_model_call(backbone, images):
@@ -37,7 +40,9 @@ def test_several_poolings_in_one_pass(backbone, images):
     extractor = FeatureExtractor(backbone, pooling=["mac", "gem"], pooling_options={"gem": {"p": 2.0}}, batch_size=8)
     result = extractor.extract(images, cache=False, progress=False)
     assert set(result) == {"mac", "gem"}
-    single = FeatureExtractor(backbone, pooling="gem", pooling_options={"gem": {"p": 2.0}}).extract(images, cache=False, progress=False)
+    single = FeatureExtractor(backbone, pooling="gem", pooling_options={"gem": {"p": 2.0}}).extract(
+        images, cache=False, progress=False
+    )
     np.testing.assert_allclose(result["gem"], single, rtol=1e-5, atol=1e-6)
 
 
@@ -61,7 +66,11 @@ def test_cache_is_reused_resumable_and_atomic(backbone, images, tmp_path, monkey
     assert not [p for p in directory.iterdir() if ".tmp" in p.name]  # nothing half-written
 
     calls.clear()
-    monkeypatch.setattr(FeatureExtractor, "_compute", lambda self, s, progress: (calls.append(len(s)), real_compute(self, s, progress))[1])
+    monkeypatch.setattr(
+        FeatureExtractor,
+        "_compute",
+        lambda self, s, progress: (calls.append(len(s)), real_compute(self, s, progress))[1],
+    )
     resumed = extractor.extract(images, cache=tmp_path, chunk_size=5, progress=False)
     assert calls == [5, 5, 3]  # only the three missing chunks were computed
     np.testing.assert_allclose(resumed, expected, rtol=1e-5, atol=1e-6)
@@ -77,11 +86,18 @@ def test_cache_key_tracks_everything_that_changes_features(backbone, images, tmp
     base = FeatureExtractor(backbone, pooling="gem")
     other_p = FeatureExtractor(backbone, pooling="gem", pooling_options={"gem": {"p": 4.0}})
     other_pool = FeatureExtractor(backbone, pooling="mac")
-    other_seed = FeatureExtractor(get_backbone("vgg16", layer="block5_conv3", weights=None, input_size=32, seed=1), pooling="gem")
+    other_seed = FeatureExtractor(
+        get_backbone("vgg16", layer="block5_conv3", weights=None, input_size=32, seed=1), pooling="gem"
+    )
     changed = ImageSet(labels=images.labels, class_names=images.class_names, images=images.images.copy())
     changed.images[0, 0, 0, 0] ^= 1
-    keys = {base.cache_dir(images), other_p.cache_dir(images), other_pool.cache_dir(images),
-            other_seed.cache_dir(images), base.cache_dir(changed)}
+    keys = {
+        base.cache_dir(images),
+        other_p.cache_dir(images),
+        other_pool.cache_dir(images),
+        other_seed.cache_dir(images),
+        base.cache_dir(changed),
+    }
     assert len(keys) == 5
     assert dataset_fingerprint(images) != dataset_fingerprint(changed)
 

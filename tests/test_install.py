@@ -1,8 +1,8 @@
 """The install paths agree and every pin says what it is for."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from cbir import config
@@ -26,8 +26,11 @@ def test_every_pin_carries_a_comment():
     packages = [d for d in environment["dependencies"] if isinstance(d, str)]
     packages += next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     for package in packages:
-        line = next(line for line in ENVIRONMENT.read_text().splitlines() if line.strip() == f"- {package}"
-                    or line.strip().startswith(f"- {package} "))
+        line = next(
+            line
+            for line in ENVIRONMENT.read_text().splitlines()
+            if line.strip() == f"- {package}" or line.strip().startswith(f"- {package} ")
+        )
         assert "#" in line, f"environment.yml entry without a comment: {line}"
 
 

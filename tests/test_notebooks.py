@@ -7,18 +7,27 @@ import sys
 
 import papermill
 import pytest
+from conftest import make_tiny_imagenet
 
 from cbir import config, reports
-from conftest import make_tiny_imagenet
 
 pytestmark = pytest.mark.slow
 
 
 def test_smoke_profile_runs_every_notebook(tmp_path):
-    environment = {**os.environ, "CBIR_REPORTS_DIR": str(tmp_path / "reports"),
-                   "CBIR_FIGURES_DIR": str(tmp_path / "figures"), "CBIR_DATA_DIR": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, "-m", "cbir.reports", "--profile", "smoke"], env=environment,
-                            capture_output=True, text=True, timeout=1800)
+    environment = {
+        **os.environ,
+        "CBIR_REPORTS_DIR": str(tmp_path / "reports"),
+        "CBIR_FIGURES_DIR": str(tmp_path / "figures"),
+        "CBIR_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cbir.cli", "reports", "--profile", "smoke"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stems = [p.stem for p in reports.list_notebooks()]
     assert stems and stems[0] == "00_dataset_exploration"
@@ -29,17 +38,33 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     assert metrics["00_dataset_exploration/n_images"] == 1797  # digits
     assert metrics["00_dataset_exploration/n_classes"] == 10
     figures = {p.name for p in (tmp_path / "figures" / "00_dataset_exploration").iterdir()}
-    assert {"class_distribution.png", "sample_grid.png", "image_statistics.png", "split_sizes.png",
-            "augmentation_preview.png"} <= figures
+    assert {
+        "class_distribution.png",
+        "sample_grid.png",
+        "image_statistics.png",
+        "split_sizes.png",
+        "augmentation_preview.png",
+    } <= figures
 
 
 def test_exploration_notebook_on_tiny_imagenet_layout(tmp_path, isolated_paths):
     root = make_tiny_imagenet(tmp_path / "tiny-imagenet-200", train_per_class=6)
     papermill.execute_notebook(
-        str(config.NOTEBOOKS_DIR / "00_dataset_exploration.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"dataset": "tiny_imagenet", "data_dir": str(root), "download": False,
-                    "samples_per_class": 3, "stats_images": 10, "val_fraction": 0.5, "augment_images": 1, "augment_variants": 2},
-        kernel_name="python3", cwd=str(config.NOTEBOOKS_DIR), progress_bar=False,
+        str(config.NOTEBOOKS_DIR / "00_dataset_exploration.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters={
+            "dataset": "tiny_imagenet",
+            "data_dir": str(root),
+            "download": False,
+            "samples_per_class": 3,
+            "stats_images": 10,
+            "val_fraction": 0.5,
+            "augment_images": 1,
+            "augment_variants": 2,
+        },
+        kernel_name="python3",
+        cwd=str(config.NOTEBOOKS_DIR),
+        progress_bar=False,
     )
     metrics = reports.read_metrics()
     assert metrics["00_dataset_exploration/n_images"] == 18 + 6 + 3
@@ -60,12 +85,26 @@ def test_search_notebook_on_an_image_folder(tmp_path, isolated_paths):
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(path)
     papermill.execute_notebook(
-        str(config.NOTEBOOKS_DIR / "01_pretrained_cnn_search.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"image_folder": str(tmp_path / "folder"), "whitening_dim": 8, "n_grid_queries": 2,
-                    "heatmap_per_class": 2,
-                    "configurations": [{"backbone": "efficientnet_lite0", "weights": "imagenet", "layer": None,
-                                        "input_size": 64, "poolings": ["gem", "mac"]}]},
-        kernel_name="python3", cwd=str(config.NOTEBOOKS_DIR), progress_bar=False,
+        str(config.NOTEBOOKS_DIR / "01_pretrained_cnn_search.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters={
+            "image_folder": str(tmp_path / "folder"),
+            "whitening_dim": 8,
+            "n_grid_queries": 2,
+            "heatmap_per_class": 2,
+            "configurations": [
+                {
+                    "backbone": "efficientnet_lite0",
+                    "weights": "imagenet",
+                    "layer": None,
+                    "input_size": 64,
+                    "poolings": ["gem", "mac"],
+                }
+            ],
+        },
+        kernel_name="python3",
+        cwd=str(config.NOTEBOOKS_DIR),
+        progress_bar=False,
     )
     metrics = reports.read_metrics()
     assert metrics["01_pretrained_cnn_search/n_queries"] == 15 and metrics["01_pretrained_cnn_search/n_database"] == 15

@@ -40,14 +40,22 @@ def test_profiles_name_only_existing_notebooks():
 def _notebook(path, sources):
     cells = [nbformat.v4.new_code_cell(s) for s in sources]
     cells[0].metadata["tags"] = ["parameters"]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        ),
+        path,
+    )
 
 
 @pytest.mark.slow
 def test_runner_names_the_failing_notebook_and_cell(tmp_path, isolated_paths, monkeypatch):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks / "00_ok.ipynb", ["x = 1", "from cbir.reports import record_metrics\nrecord_metrics('00_ok', {'x': x})"])
+    _notebook(
+        notebooks / "00_ok.ipynb",
+        ["x = 1", "from cbir.reports import record_metrics\nrecord_metrics('00_ok', {'x': x})"],
+    )
     _notebook(notebooks / "01_broken.ipynb", ["y = 0", "z = 1", "1 / y"])
     _notebook(notebooks / "02_never.ipynb", ["pass"])
     (tmp_path / "params").mkdir()
@@ -73,7 +81,9 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path, isolated_paths
     assert "stale" not in text and text.startswith("# Title") and text.endswith("footer\n")
     assert "| `n_images` | 70,000 |" in text and "| `map` | 0.8123 |" in text
     # headline first, with its description, then the full tables
-    assert text.index("| mAP, 48 bits (QSMIH: 0.860) | 0.882 | `02_deep_binary_hashing/map_hamming_48` |") < text.index("<details>")
+    assert text.index("| mAP, 48 bits (QSMIH: 0.860) | 0.882 | `02_deep_binary_hashing/map_hamming_48` |") < text.index(
+        "<details>"
+    )
 
 
 def test_update_readme_requires_markers(tmp_path):

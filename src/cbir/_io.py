@@ -6,8 +6,8 @@ import contextlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -22,9 +22,7 @@ def atomic_path(destination: str | os.PathLike, suffix: str = "") -> Iterator[Pa
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=f".tmp{suffix}", dir=destination.parent
-    )
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".tmp{suffix}", dir=destination.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:

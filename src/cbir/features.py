@@ -5,7 +5,7 @@
 
 Images flow through a batched ``tf.data`` pipeline (decode / resize / the backbone's own
 preprocessing, in parallel, prefetched) into the backbone truncated at its layer and, for
-convolutional outputs, a `cbir.pooling.GlobalPooling` layer. Results are cached under
+convolutional outputs, a `cbir.models.pooling.GlobalPooling` layer. Results are cached under
 ``CACHE_DIR/features/<name>-<key>/``, where the key hashes (backbone, weights, layer, pooling
 and its options, input size, dataset fingerprint, format version). The work is split into
 chunks, each saved atomically (temporary file, then rename) as plain ``.npy``; an interrupted
@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from cbir import config
 from cbir._io import atomic_path, atomic_write_text
-from cbir.backbones import Backbone
-from cbir.datasets import ImageSet, image_dataset
-from cbir.pooling import POOLINGS, GlobalPooling
+from cbir.data.images import ImageSet
+from cbir.data.pipeline import image_dataset
+from cbir.models.backbones import Backbone
+from cbir.models.pooling import POOLINGS, GlobalPooling
 
 __all__ = ["CACHE_FORMAT_VERSION", "FeatureExtractor", "dataset_fingerprint"]
 
@@ -62,8 +63,8 @@ class FeatureExtractor:
     on its own, so a later single-pooling extractor finds it.
 
     Args:
-        backbone: from `cbir.backbones.get_backbone`.
-        pooling: a key of `cbir.pooling.POOLINGS` or a list of them; required for
+        backbone: from `cbir.models.backbones.get_backbone`.
+        pooling: a key of `cbir.models.pooling.POOLINGS` or a list of them; required for
             convolutional outputs and must be None for vector outputs (VGG16 ``fc2``).
         pooling_options: ``{pooling: {option: value}}``, e.g. ``{"gem": {"p": 3.0}}``.
         batch_size: images per forward pass.
@@ -72,12 +73,19 @@ class FeatureExtractor:
             an unknown pooling name.
     """
 
-    def __init__(self, backbone: Backbone, pooling: str | Sequence[str] | None = "gem",
-                 pooling_options: Mapping[str, dict] | None = None, batch_size: int = 64):
+    def __init__(
+        self,
+        backbone: Backbone,
+        pooling: str | Sequence[str] | None = "gem",
+        pooling_options: Mapping[str, dict] | None = None,
+        batch_size: int = 64,
+    ):
         self.single = pooling is None or isinstance(pooling, str)
         poolings = [pooling] if self.single else list(pooling)
         if backbone.is_convolutional and None in poolings:
-            raise ValueError(f"{backbone.name}/{backbone.layer} outputs a feature map: choose a pooling from {sorted(POOLINGS)}")
+            raise ValueError(
+                f"{backbone.name}/{backbone.layer} outputs a feature map: choose a pooling from {sorted(POOLINGS)}"
+            )
         if not backbone.is_convolutional and poolings != [None]:
             raise ValueError(f"{backbone.name}/{backbone.layer} already outputs a vector; use pooling=None")
         unknown = [p for p in poolings if p is not None and p not in POOLINGS]
@@ -88,17 +96,25 @@ class FeatureExtractor:
         self.pooling_options = {p: dict((pooling_options or {}).get(p, {})) for p in poolings if p}
         self.batch_size = batch_size
         features = backbone.model.output
-        outputs = [features if p is None else
-                   GlobalPooling(p, self.pooling_options[p], name=f"{p}_pooling")(features) for p in poolings]
+        outputs = [
+            features if p is None else GlobalPooling(p, self.pooling_options[p], name=f"{p}_pooling")(features)
+            for p in poolings
+        ]
         self.model = keras.Model(backbone.model.input, outputs, name=f"{backbone.model.name}_features")
 
     def settings(self, pooling: str | None = None) -> dict:
         """What determines one pooling's features, besides the images (stored with caches and indexes)."""
         pooling = pooling if pooling is not None else self.poolings[0]
         random_init = {} if self.backbone.weights else {"seed": self.backbone.seed}
-        return {"backbone": self.backbone.name, "weights": self.backbone.weights, **random_init,
-                "layer": self.backbone.layer, "pooling": pooling, "pooling_options": self.pooling_options.get(pooling, {}),
-                "input_size": list(self.backbone.input_size)}
+        return {
+            "backbone": self.backbone.name,
+            "weights": self.backbone.weights,
+            **random_init,
+            "layer": self.backbone.layer,
+            "pooling": pooling,
+            "pooling_options": self.pooling_options.get(pooling, {}),
+            "input_size": list(self.backbone.input_size),
+        }
 
     @property
     def dim(self) -> int:
@@ -122,23 +138,29 @@ class FeatureExtractor:
         """The tf.data pipeline: decode, resize, preprocess, batch, prefetch (no labels)."""
         import tensorflow as tf
 
-        dataset = image_dataset(image_set, image_size=self.backbone.input_size, batch_size=self.batch_size,
-                                with_labels=False)
+        dataset = image_dataset(
+            image_set, image_size=self.backbone.input_size, batch_size=self.batch_size, with_labels=False
+        )
         return dataset.map(self.backbone.preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def cache_dir(self, image_set: ImageSet, pooling: str | None = None, root: Path | None = None) -> Path:
         """Where one pooling's features of `image_set` are (or will be) cached."""
         settings = self.settings(pooling)
-        payload = {**settings, "dataset": dataset_fingerprint(image_set), "n": len(image_set),
-                   "format": CACHE_FORMAT_VERSION}
+        payload = {
+            **settings,
+            "dataset": dataset_fingerprint(image_set),
+            "n": len(image_set),
+            "format": CACHE_FORMAT_VERSION,
+        }
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
         size = "x".join(map(str, self.backbone.input_size))
-        name = (f"{self.backbone.name}-{self.backbone.weights or 'random'}-{self.backbone.layer}-"
-                f"{settings['pooling'] or 'vector'}-{size}-{key}")
+        name = (
+            f"{self.backbone.name}-{self.backbone.weights or 'random'}-{self.backbone.layer}-"
+            f"{settings['pooling'] or 'vector'}-{size}-{key}"
+        )
         return (root or config.CACHE_DIR / "features") / name
 
-    def extract(self, image_set: ImageSet, cache: bool | Path = True, chunk_size: int = 4096,
-                progress: bool = True):
+    def extract(self, image_set: ImageSet, cache: bool | Path = True, chunk_size: int = 4096, progress: bool = True):
         """Features of every image in `image_set`, in order.
 
         Args:
@@ -156,12 +178,25 @@ class FeatureExtractor:
             return self._pack([np.load(d / "features.npy", allow_pickle=False) for d in directories])
         for directory, pooling in zip(directories, self.poolings):
             directory.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(directory / "settings.json", json.dumps(
-                {**self.settings(pooling), "n": len(image_set), "name": image_set.name,
-                 "format": CACHE_FORMAT_VERSION}, indent=2))
+            atomic_write_text(
+                directory / "settings.json",
+                json.dumps(
+                    {
+                        **self.settings(pooling),
+                        "n": len(image_set),
+                        "name": image_set.name,
+                        "format": CACHE_FORMAT_VERSION,
+                    },
+                    indent=2,
+                ),
+            )
         chunks: list[list[np.ndarray]] = [[] for _ in directories]
-        with tqdm(total=len(image_set), unit="img", desc=f"features {self.backbone.name}/{self.backbone.layer}",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=len(image_set),
+            unit="img",
+            desc=f"features {self.backbone.name}/{self.backbone.layer}",
+            disable=not progress,
+        ) as bar:
             for index, start in enumerate(range(0, len(image_set), chunk_size)):
                 stop = min(start + chunk_size, len(image_set))
                 paths = [d / f"chunk_{index:05d}.npy" for d in directories]

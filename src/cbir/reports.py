@@ -1,9 +1,9 @@
 """Report runner: execute the ordered notebooks with papermill and collect their key numbers.
 
-    python -m cbir.reports --profile smoke            # every notebook, tiny subsets (tests)
-    python -m cbir.reports --profile default          # the real run (make reports)
-    python -m cbir.reports --profile smoke --only 00_dataset_exploration
-    python -m cbir.reports --update-readme            # re-render the README's results section
+    cbir reports --profile smoke            # every notebook, tiny subsets (tests)
+    cbir reports --profile default          # the real run (make reports)
+    cbir reports --profile smoke --only 00_dataset_exploration
+    cbir reports --update-readme            # re-render the README's results section
 
 A profile is ``params/<name>.yaml``: a mapping from notebook stem to that notebook's papermill
 parameters; a notebook the profile does not mention runs with its own defaults. Executed copies
@@ -16,15 +16,13 @@ name (``NN_name.ipynb``): nothing here lists them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 import time
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from cbir import config
 from cbir._io import atomic_write_text
@@ -37,16 +35,18 @@ RESULTS_END = "<!-- results:end -->"
 class NotebookFailed(RuntimeError):
     """A notebook raised during execution. Names the notebook, the cell and the error."""
 
-    def __init__(self, notebook: str, cell_index: int | None, execution_count: int | None,
-                 error: str, executed_copy: Path):
+    def __init__(
+        self, notebook: str, cell_index: int | None, execution_count: int | None, error: str, executed_copy: Path
+    ):
         self.notebook = notebook
         self.cell_index = cell_index
         self.execution_count = execution_count
         self.error = error
         self.executed_copy = executed_copy
         where = f"cell {cell_index} (execution count {execution_count})" if cell_index is not None else "start-up"
-        super().__init__(f"notebook {notebook} failed in {where}: {error}\n"
-                         f"  executed copy with the full traceback: {executed_copy}")
+        super().__init__(
+            f"notebook {notebook} failed in {where}: {error}\n  executed copy with the full traceback: {executed_copy}"
+        )
 
 
 def list_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
@@ -112,8 +112,14 @@ def record_metrics(notebook: str, metrics: Mapping[str, float], path: Path | Non
     return entries
 
 
-def run(profile: str = "smoke", only: Sequence[str] | None = None, notebooks_dir: Path | None = None,
-        output_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True) -> list[Path]:
+def run(
+    profile: str = "smoke",
+    only: Sequence[str] | None = None,
+    notebooks_dir: Path | None = None,
+    output_dir: Path | None = None,
+    kernel_name: str = "python3",
+    progress: bool = True,
+) -> list[Path]:
     """Execute the notebooks in order with the profile's parameters.
 
     Args:
@@ -143,12 +149,17 @@ def run(profile: str = "smoke", only: Sequence[str] | None = None, notebooks_dir
         started = time.perf_counter()
         try:
             papermill.execute_notebook(
-                str(notebook), str(output), parameters=parameters.get(notebook.stem, {}),
-                kernel_name=kernel_name, cwd=str(notebook.parent), progress_bar=progress,
+                str(notebook),
+                str(output),
+                parameters=parameters.get(notebook.stem, {}),
+                kernel_name=kernel_name,
+                cwd=str(notebook.parent),
+                progress_bar=progress,
             )
         except papermill.PapermillExecutionError as error:
-            raise NotebookFailed(notebook.stem, error.cell_index, error.exec_count,
-                                 f"{error.ename}: {error.evalue}", output) from None
+            raise NotebookFailed(
+                notebook.stem, error.cell_index, error.exec_count, f"{error.ename}: {error.evalue}", output
+            ) from None
         record_metrics(notebook.stem, {"runtime_s": round(time.perf_counter() - started, 1)})
         executed.append(output)
     return executed
@@ -156,7 +167,10 @@ def run(profile: str = "smoke", only: Sequence[str] | None = None, notebooks_dir
 
 HEADLINES: tuple[tuple[str, str], ...] = (
     ("00_dataset_exploration/n_images", "Fashion-MNIST images explored"),
-    ("01_pretrained_cnn_search/map_efficientnet_lite0_gem", "mAP, pretrained EfficientNet-Lite0 + GeM, cosine (10k queries x 60k)"),
+    (
+        "01_pretrained_cnn_search/map_efficientnet_lite0_gem",
+        "mAP, pretrained EfficientNet-Lite0 + GeM, cosine (10k queries x 60k)",
+    ),
     ("01_pretrained_cnn_search/p1_efficientnet_lite0_gem", "P@1, same"),
     ("01_pretrained_cnn_search/map_vgg16_random_gem", "mAP, random-weight VGG16 + GeM (the floor)"),
     ("01_pretrained_cnn_search/map_vgg16_fc2", "mAP, ImageNet VGG16 fc2 (needs its weights)"),
@@ -189,8 +203,12 @@ def render_results(metrics: Mapping[str, float]) -> str:
         notebook, _, name = key.partition("/")
         by_notebook.setdefault(notebook, []).append((name, value))
     for notebook, rows in by_notebook.items():
-        lines += [f"<details><summary><b>{notebook}</b>: all {len(rows)} metrics</summary>", "",
-                  "| metric | value |", "|---|---:|"]
+        lines += [
+            f"<details><summary><b>{notebook}</b>: all {len(rows)} metrics</summary>",
+            "",
+            "| metric | value |",
+            "|---|---:|",
+        ]
         lines += [f"| `{name}` | {_format(value)} |" for name, value in rows]
         lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -212,30 +230,3 @@ def update_readme(readme: Path | None = None, metrics_file: Path | None = None) 
     updated = text[: start + len(RESULTS_START)] + "\n\n" + body + "\n" + text[end:]
     atomic_write_text(readme, updated)
     return readme
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cbir.reports", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="smoke", help="params/<PROFILE>.yaml (default: smoke)")
-    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="notebook stems to run")
-    parser.add_argument("--list", action="store_true", help="list the notebooks in run order and exit")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="re-render the README results section from reports/metrics.json and exit")
-    args = parser.parse_args(argv)
-    if args.list:
-        print("\n".join(p.stem for p in list_notebooks()))
-        return 0
-    if args.update_readme:
-        print(f"updated {update_readme()}")
-        return 0
-    try:
-        executed = run(args.profile, only=args.only)
-    except (NotebookFailed, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"executed {len(executed)} notebook(s) into {config.REPORTS_DIR}; metrics in {metrics_path()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
