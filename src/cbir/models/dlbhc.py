@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
-from cbir.models.backbones import Backbone, set_trainable_layers
-from cbir.models.pooling import GlobalPooling
+from cbir.models.backbones import Backbone, pooled_features
 
 SUPPORTED_BITS = (12, 16, 24, 32, 36, 48, 64, 128)
 
@@ -78,12 +78,8 @@ def build_hashing_model(
         ValueError: bits out of range or `trainable_layers` < 0.
     """
     _check_bits(bits)
-    network = backbone.model
-    set_trainable_layers(network, trainable_layers)
     inputs = keras.Input((*backbone.input_size, 3), name="image")
-    x = network(layers.Lambda(backbone.preprocess, name="preprocess")(inputs), training=False)
-    if backbone.is_convolutional:
-        x = GlobalPooling("gem", name="gem_pooling")(x)
+    x = pooled_features(backbone, inputs, "gem", trainable_layers=trainable_layers)
     return keras.Model(inputs, _top(x, bits, hidden_units, num_classes, dropout), name=name)
 
 
@@ -94,3 +90,27 @@ def classifier_view(model: keras.Model) -> keras.Model:
     output has none, so training goes through this single-output view.
     """
     return keras.Model(model.input, model.output["class_probabilities"], name=f"{model.name}_classifier")
+
+
+def encode(model: keras.Model, inputs, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Latent activations and last hidden features of a DLBHC model, in one forward pass.
+
+    The latent activations give the binary codes (`cbir.retrieval.hamming.binarize`, threshold
+    0.5); the last hidden layer's ReLU features are what the two-phase search re-ranks with
+    (DLBHC §3.2: the fine-level feature is F7, the layer before the latent layer).
+
+    Args:
+        model: from `build_hashing_head` (inputs: (n, input_dim) features) or
+            `build_hashing_model` (inputs: (n, height, width, 3) images in [0, 255]).
+        inputs: NumPy array or ``tf.data`` dataset accepted by ``model.predict``.
+    Returns:
+        (latent, hidden): float32 arrays, shapes (n, bits) in [0, 1] and (n, hidden_units[-1]).
+    Raises:
+        ValueError: the model has no hidden layer (``hidden_units=()``).
+    """
+    hidden_layers = [layer for layer in model.layers if layer.name.startswith("hidden_")]
+    if not hidden_layers:
+        raise ValueError(f"model {model.name!r} has no hidden layer to re-rank with; build it with hidden_units")
+    encoder = keras.Model(model.input, [model.get_layer("latent").output, hidden_layers[-1].output])
+    latent, hidden = encoder.predict(inputs, batch_size=batch_size, verbose=0)
+    return latent, hidden

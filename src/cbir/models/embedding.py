@@ -14,8 +14,7 @@ import keras
 from keras import layers, ops
 
 from cbir.data.augment import build_augmentation
-from cbir.models.backbones import Backbone, set_trainable_layers
-from cbir.models.pooling import GlobalPooling
+from cbir.models.backbones import Backbone, pooled_features
 
 __all__ = ["PairSimilarity", "build_embedding_model", "build_projection_head", "build_siamese_model"]
 
@@ -73,13 +72,9 @@ def build_embedding_model(
     """
     if not backbone.is_convolutional:
         raise ValueError(f"{backbone.name}/{backbone.layer} is not convolutional; use a conv layer")
-    network = backbone.model
-    set_trainable_layers(network, trainable_layers)
     inputs = keras.Input((*backbone.input_size, 3), name="image")
     x = build_augmentation()(inputs) if augment else inputs
-    x = layers.Lambda(backbone.preprocess, name="preprocess")(x)
-    x = network(x, training=False)
-    x = GlobalPooling("gem", {"p": gem_p}, name="gem_pooling")(x)
+    x = pooled_features(backbone, x, "gem", {"p": gem_p}, trainable_layers=trainable_layers)
     return keras.Model(inputs, _projection(x, embedding_dim, hidden_units, dropout, "projection"), name=name)
 
 
