@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make test` and `make reports`. Both create .venv/ when missing
-# and install the package (editable) with its pinned dependencies from pyproject.toml.
+# and install the package (editable) with its pinned dependencies from pyproject.toml: the core
+# install plus the [notebooks] and [dev] extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,17 +8,26 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test reports smoke data readme-results lab clean
+.PHONY: install lint format test reports smoke data readme-results lab clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# Ruff (configured in pyproject.toml): lint and check formatting of the package, tests, benchmarks, notebooks.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
 	$(BIN)/python -m pytest
 
 # Locate (or download) the datasets the default profile needs, before spending time on notebooks.

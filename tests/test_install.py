@@ -18,7 +18,7 @@ def _pin_lines(text: str, key: str) -> list[str]:
 
 def test_every_pin_carries_a_comment():
     text = PYPROJECT.read_text()
-    lines = _pin_lines(text, "dependencies") + _pin_lines(text, "dev")
+    lines = _pin_lines(text, "dependencies") + _pin_lines(text, "notebooks") + _pin_lines(text, "dev")
     assert len(lines) >= 10
     for line in lines:
         assert re.match(r'^"[^"]+",\s+#\s*\S', line), f"pin without a comment: {line}"
@@ -40,7 +40,7 @@ def test_conda_and_pip_paths_install_the_same_package_set():
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     # conda supplies only the interpreter and pip; everything else comes from pyproject.toml.
     assert sorted(name.split("=")[0] for name in conda) == ["pip", "python"]
-    assert pip == ["-e .[dev]"]
+    assert pip == ["-e .[notebooks,dev]"]
     python = next(d for d in conda if d.startswith("python="))
     minimum = tomllib.loads(PYPROJECT.read_text())["project"]["requires-python"].removeprefix(">=")
     assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, minimum.split(".")))

@@ -394,3 +394,18 @@ def test_retrieval_split_and_sample(tiny_imagenet_dir, isolated_paths):
     sampled = database.sample(5, seed=1)
     assert len(sampled) == 5 and list(sampled.paths) == sorted(sampled.paths, key=database.paths.index)
     assert database.sample(0) is database and database.sample(10_000) is database
+
+
+def test_held_out_is_the_labelled_test_split_else_the_labelled_validation_split():
+    def image_set(labels):
+        return image_files.ImageSet(
+            labels=np.array(labels), class_names=("a", "b"), images=np.zeros((len(labels), 2, 2), np.uint8)
+        )
+
+    labelled, unlabelled = image_set([0, 1]), image_set([-1, -1])
+    assert data_splits.held_out_name({"train": labelled, "test": labelled, "val": labelled}) == "test"
+    assert data_splits.held_out_name({"train": labelled, "test": unlabelled, "val": labelled}) == "val"
+    assert data_splits.held_out_name({"train": labelled, "test": unlabelled}) is None
+    assert data_splits.held_out_name({"all": labelled}) is None
+    with pytest.raises(ValueError, match="no labelled test or validation split"):
+        data_splits.retrieval_split({"train": labelled, "test": unlabelled})

@@ -167,3 +167,35 @@ def test_counting_path_equals_sorting_path_on_tied_integer_levels():
     assert by_levels["map"] == pytest.approx(reference, rel=1e-9)
     with pytest.raises(ValueError, match="n_levels"):
         retrieval.retrieval_metrics(None, query_labels, None, database_labels, levels_fn=lambda rows: distances[rows])
+
+
+def test_metric_keys_and_their_labels_are_one_vocabulary():
+    rng = np.random.default_rng(7)
+    result = retrieval.retrieval_metrics(
+        rng.normal(size=(5, 4)),
+        rng.integers(0, 2, 5),
+        rng.normal(size=(30, 4)),
+        rng.integers(0, 2, 30),
+        ks=(1, 10),
+        map_at=(20,),
+    )
+    scalars = sorted(key for key, value in result.items() if isinstance(value, float))
+    assert scalars == ["map", "map11", "map20", "p1", "p10", "r1", "r10"]
+    assert [retrieval.metric_label(key) for key in scalars] == [
+        "mAP",
+        "11-pt mAP",
+        "mAP@20",
+        "P@1",
+        "P@10",
+        "R@1",
+        "R@10",
+    ]
+    with pytest.raises(ValueError, match="precision@10"):
+        retrieval.metric_label("precision@10")
+
+
+def test_roc_report_keys_follow_metrics_json():
+    scores = np.array([0.9, 0.8, 0.3, 0.2, 0.7, 0.1])
+    is_match = np.array([1, 1, 0, 0, 0, 1], bool)
+    report = verification.roc_report(scores, is_match, target_fprs=(0.01, 0.001, 0.5))
+    assert {"roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_01pct", "tpr_at_fpr_50pct"} <= set(report)

@@ -24,6 +24,7 @@ Scores are "larger is better" (similarities); pass ``-distance`` for distances.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,6 +33,25 @@ import numpy as np
 from cbir.retrieval.distances import get_distance
 from cbir.retrieval.hamming import hamming_distances
 from cbir.retrieval.ranking import l2_normalize, top_k
+
+METRIC_LABELS = {"map": "mAP", "map11": "11-pt mAP", "p": "P@{k}", "r": "R@{k}", "map_at": "mAP@{k}"}
+"""Display label of each metric key: ``map`` mAP, ``map11`` 11-pt mAP, ``p<k>`` P@k, ``r<k>`` R@k,
+``map<k>`` mAP@k. The keys are what `retrieval_metrics` returns and what ``metrics.json`` records."""
+
+
+def metric_label(key: str) -> str:
+    """The display label of a metric key (``"p10"`` → ``"P@10"``, ``"map1000"`` → ``"mAP@1000"``).
+
+    Raises:
+        ValueError: a key that is not a retrieval metric name.
+    """
+    if key in ("map", "map11"):
+        return METRIC_LABELS[key]
+    match = re.fullmatch(r"(map|p|r)(\d+)", key)
+    if not match:
+        raise ValueError(f"unknown metric key {key!r}; expected map, map11, p<k>, r<k> or map<k>")
+    family = "map_at" if match[1] == "map" else match[1]
+    return METRIC_LABELS[family].format(k=match[2])
 
 
 def ranking_statistics(scores: np.ndarray, relevant: np.ndarray, stable: bool = True) -> dict[str, np.ndarray]:

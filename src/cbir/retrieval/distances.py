@@ -21,7 +21,7 @@ other scipy names  —                         as `scipy.spatial.distance.cdist`
 
 Every name `cdist` accepts for float vectors is in the registry (``canberra``, ``chebyshev``,
 ``braycurtis``, ``jensenshannon``, ``minkowski``, and the boolean ``dice``, ``jaccard``, ``matching``,
-``rogerstanimoto``, ``russellrao``, ``sokalmichener``, ``sokalsneath``, ``yule``). The cosine and
+``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``). The cosine and
 Euclidean family use BLAS matrix products; the rest are computed by scipy.
 """
 
@@ -102,7 +102,6 @@ _SCIPY_ONLY = (
     "matching",
     "rogerstanimoto",
     "russellrao",
-    "sokalmichener",
     "sokalsneath",
     "yule",
 )

@@ -1,0 +1,1 @@
+"""Views of results: matplotlib figures (`plots`), Embedding Projector files and t-SNE maps (`projector`)."""

@@ -1,0 +1,80 @@
+"""The distance registry against scipy, and search / evaluation under any registry distance against
+brute-force loops and scikit-learn."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.metrics import average_precision_score
+
+from cbir.evaluation.retrieval import retrieval_metrics
+from cbir.retrieval import distances
+from cbir.retrieval.exact import exact_search
+
+BOOLEAN = {"dice", "jaccard", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule"}
+
+
+@pytest.mark.parametrize("name", sorted(distances.DISTANCES))
+def test_every_registry_distance_matches_scipy(name):
+    rng = np.random.default_rng(0)
+    if name in BOOLEAN:
+        x, y = rng.random((7, 12)) < 0.5, rng.random((5, 12)) < 0.5
+    else:
+        x, y = rng.random((7, 12)), rng.random((5, 12))  # non-negative: jensenshannon needs it
+    expected = cdist(x.astype(np.float64), y.astype(np.float64), name)
+    np.testing.assert_allclose(distances.pairwise_distances(x, y, name), expected, atol=1e-10)
+
+
+def test_scores_lie_in_unit_interval_and_decrease_with_distance():
+    for name, distance in distances.DISTANCES.items():
+        d = np.array([0.0, 0.1, 0.5, 1.0, 2.0, 7.0]) if name not in ("cosine", "correlation", "hamming") else None
+        if d is None:
+            d = np.array([0.0, 0.5, 1.0]) if name == "hamming" else np.array([0.0, 0.5, 1.0, 2.0])
+        score = distance.to_score(d)
+        assert score[0] == 1.0 and np.all(np.diff(score) < 0) and np.all((score >= 0) & (score <= 1)), name
+
+
+def test_aliases_and_unknown_names():
+    assert distances.get_distance("L2").name == "euclidean"
+    assert distances.get_distance("squared-L2").name == "sqeuclidean"
+    assert distances.get_distance("angular").name == "cosine"
+    with pytest.raises(ValueError, match=r"unknown distance 'taxicab'.*'cityblock'.*'L1'"):
+        distances.get_distance("taxicab")
+    with pytest.raises(ValueError, match=r"\(3, 4\) and \(2, 5\)"):
+        distances.pairwise_distances(np.zeros((3, 4)), np.zeros((2, 5)), "cosine")
+
+
+@pytest.mark.parametrize("metric", ["cityblock", "sqeuclidean", "canberra", "hamming"])
+def test_exact_search_under_a_registry_distance_matches_a_loop(metric):
+    rng = np.random.default_rng(1)
+    database = rng.integers(0, 3, (60, 6)).astype(np.float32)  # small integers: many exact ties
+    queries = rng.integers(0, 3, (9, 6)).astype(np.float32)
+    scores, indices = exact_search(queries, database, k=7, normalize=False, database_chunk=16, metric=metric)
+    distance = distances.get_distance(metric)
+    for row, query in enumerate(queries):
+        values = [
+            cdist(query[None].astype(np.float64), item[None].astype(np.float64), metric)[0, 0] for item in database
+        ]
+        expected = sorted(range(len(database)), key=lambda j: (values[j], j))[:7]  # nearest first, ties by index
+        assert indices[row].tolist() == expected
+        np.testing.assert_allclose(scores[row], distance.to_score(np.array(values)[expected]), rtol=1e-6)
+
+
+def test_retrieval_metrics_under_a_distance_match_scikit_learn():
+    rng = np.random.default_rng(2)
+    database, queries = rng.normal(size=(80, 5)), rng.normal(size=(12, 5))
+    database_labels, query_labels = rng.integers(0, 3, 80), rng.integers(0, 3, 12)
+    result = retrieval_metrics(queries, query_labels, database, database_labels, metric="cityblock", normalize=False)
+    expected = [
+        average_precision_score(database_labels == label, -cdist(query[None], database, "cityblock")[0])
+        for query, label in zip(queries, query_labels)
+    ]
+    assert result["map"] == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_cosine_through_the_registry_equals_the_default_ranking():
+    rng = np.random.default_rng(3)
+    database, queries = rng.normal(size=(50, 8)), rng.normal(size=(6, 8))
+    labels, query_labels = rng.integers(0, 4, 50), rng.integers(0, 4, 6)
+    by_cosine = retrieval_metrics(queries, query_labels, database, labels)
+    by_squared_l2 = retrieval_metrics(queries, query_labels, database, labels, metric="sqeuclidean")  # unit rows
+    assert by_cosine["map"] == pytest.approx(by_squared_l2["map"], rel=1e-9)
