@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from cbir.retrieval.exact import exact_search
 from cbir.retrieval.hamming import hamming_top_k, pack_codes
-from cbir.retrieval.index import HashIndex
+from cbir.retrieval.hash_index import HashIndex
 
 
 def best_times(contenders: dict, repeats: int, take_turns: bool = False) -> tuple[dict, dict]:

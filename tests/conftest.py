@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
+import io
 import os
+import pickle
+import sys
+import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +73,82 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(config, "RAW_DATA_DIR", config.DATA_DIR / "raw")
     monkeypatch.setattr(config, "CACHE_DIR", config.DATA_DIR / "cache")
     return tmp_path
+
+
+# ------------------------------------------------------------------ fake PyTorch checkpoints (no torch needed)
+
+
+@pytest.fixture
+def fake_torch(monkeypatch):
+    """Modules named like torch's, so that pickle records the same globals torch.save does."""
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):  # never called: only its name is pickled
+        raise AssertionError
+
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    for name in ("FloatStorage", "LongStorage"):
+        storage_class = type(name, (), {"__module__": "torch", "__qualname__": name})
+        setattr(torch, name, storage_class)
+    torch._utils = utils
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    return torch
+
+
+class FakeStorage:
+    """A storage to pickle: its key, data (NumPy) and storage class (e.g. ``torch.FloatStorage``)."""
+
+    def __init__(self, key, data, storage_class):
+        self.key, self.data, self.storage_class = key, data, storage_class
+
+
+class FakeTensor:
+    """A tensor to pickle as torch does: a view (offset, shape, stride) of a `FakeStorage`."""
+
+    def __init__(self, storage, offset, shape, stride):
+        self.args = (storage, offset, shape, stride)
+
+    def __reduce__(self):
+        storage, offset, shape, stride = self.args
+        return (
+            sys.modules["torch._utils"]._rebuild_tensor_v2,
+            (storage, offset, tuple(shape), tuple(stride), False, collections.OrderedDict()),
+        )
+
+
+class _CheckpointPickler(pickle.Pickler):
+    def __init__(self, stream, zip_layout):
+        super().__init__(stream, protocol=2)
+        self.zip_layout = zip_layout
+
+    def persistent_id(self, obj):
+        if isinstance(obj, FakeStorage):
+            common = ("storage", obj.storage_class, obj.key, "cpu", obj.data.size)
+            return common if self.zip_layout else common + (None,)
+        return None
+
+
+def write_legacy_checkpoint(path, state, storages):
+    """`state` (holding `FakeTensor`s) in torch.save's legacy layout (PyTorch < 1.6)."""
+    with open(path, "wb") as stream:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+            pickle.dump(header, stream, protocol=2)
+        _CheckpointPickler(stream, zip_layout=False).dump(state)
+        pickle.dump([s.key for s in storages], stream, protocol=2)
+        for storage in storages:
+            stream.write(np.int64(storage.data.size).tobytes())
+            stream.write(storage.data.astype(storage.data.dtype.newbyteorder("<")).tobytes())
+
+
+def write_zip_checkpoint(path, state, storages):
+    """`state` (holding `FakeTensor`s) in torch.save's zip layout (PyTorch >= 1.6)."""
+    buffer = io.BytesIO()
+    _CheckpointPickler(buffer, zip_layout=True).dump(state)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        for storage in storages:
+            archive.writestr(f"archive/data/{storage.key}", storage.data.tobytes())

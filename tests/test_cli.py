@@ -10,6 +10,7 @@ import skimage.data
 from PIL import Image
 
 from cbir.cli import main
+from cbir.retrieval.feature_index import FeatureIndex
 
 FAST = ["--backbone", "vgg16", "--layer", "block5_conv3", "--weights", "none", "--input-size", "32"]
 
@@ -57,15 +58,15 @@ def test_index_reports_and_skips_bad_files(folder, tmp_path, capsys, isolated_pa
     manifest = json.loads((tmp_path / "index" / "index.json").read_text())
     names = sorted(Path(e["path"]).name for e in manifest["entries"])
     assert names == ["astronaut.png", "chelsea.jpg", "cmyk.jpg", "coffee.JPG", "rgba.png", "sixteen.png"]
-    assert manifest["format_version"] == 1 and manifest["settings"]["backbone"] == "vgg16"
+    assert manifest["format_version"] == 2 and manifest["settings"]["backbone"] == "vgg16"
     assert big.exists()
 
 
 def test_reindexing_embeds_only_new_or_changed_files(folder, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
     assert _run(capsys, "index", folder, "--out", index, *FAST)[0] == 0
-    before = json.loads((index / "index.json").read_text())
-    before_rows = dict(zip((e["path"] for e in before["entries"]), np.load(index / before["features"])))
+    before = FeatureIndex.load(index)
+    before_rows = dict(zip((e["path"] for e in before.entries), before.features))
     _photo(folder / "new" / "camera.png", "camera")
     changed = folder / "coffee.JPG"
     _photo(changed, "rocket")
@@ -73,11 +74,11 @@ def test_reindexing_embeds_only_new_or_changed_files(folder, tmp_path, capsys, i
     (folder / "nested" / "deeper" / "astronaut.png").unlink()
     code, out, _ = _run(capsys, "index", folder, "--out", index, *FAST)
     assert code == 0
-    assert "indexed 6 images" in out and "2 embedded" in out and "4 unchanged" in out
-    after = json.loads((index / "index.json").read_text())
-    assert not any("astronaut" in e["path"] for e in after["entries"])
-    assert before["features"] != after["features"]
-    after_rows = dict(zip((e["path"] for e in after["entries"]), np.load(index / after["features"])))
+    assert "indexed 6 images" in out and "2 embedded" in out and "4 unchanged" in out and "2 removed" in out
+    after = FeatureIndex.load(index)
+    assert not any("astronaut" in e["path"] for e in after.entries)
+    assert before.shards != after.shards
+    after_rows = dict(zip((e["path"] for e in after.entries), after.features))
     unchanged = [p for p in after_rows if p in before_rows and not p.endswith("coffee.JPG")]
     assert len(unchanged) == 4
     for path in unchanged:  # reused rows are copied, not recomputed

@@ -57,7 +57,7 @@ def _cbir_imports(tree):
 
 def test_retrieval_and_evaluation_import_no_tensorflow():
     script = (
-        "import sys, cbir.retrieval.index, cbir.retrieval.distances, cbir.evaluation.retrieval, "
+        "import sys, cbir.retrieval.hash_index, cbir.retrieval.distances, cbir.evaluation.retrieval, "
         "cbir.evaluation.verification\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))"
     )

@@ -1,19 +1,53 @@
-"""Every notebook executes through the report runner with the smoke profile."""
+"""The notebooks are thin and clean (checked statically), and each executes through the report runner."""
 
+import ast
+import io
 import json
 import os
 import subprocess
 import sys
+import tokenize
 
+import nbformat
 import papermill
 import pytest
 from conftest import make_tiny_imagenet
 
 from cbir import config, reports
 
-pytestmark = pytest.mark.slow
+MAX_CELL_LINES = 15
 
 
+@pytest.mark.parametrize("path", sorted(config.NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda path: path.stem)
+def test_notebook_is_thin_parameterised_and_clean(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    for number, cell in enumerate(code, start=1):
+        where = f"code cell {number}:\n{cell.source}"
+        assert cell.outputs == [] and cell.execution_count is None, f"outputs or execution count in {where}"
+        assert len(cell.source.splitlines()) <= MAX_CELL_LINES, f"more than {MAX_CELL_LINES} lines in {where}"
+        definitions = [
+            type(node).__name__
+            for node in ast.walk(ast.parse(cell.source))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef)
+        ]
+        assert not definitions, f"{definitions} in {where}: move reusable logic to cbir.experiments"
+    # The parameters: typed literals, each with a comment on its first line.
+    source = tagged[0].source
+    commented = {
+        token.start[0]
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+    for statement in ast.parse(source).body:
+        assert isinstance(statement, ast.AnnAssign) and statement.value is not None, ast.unparse(statement)
+        ast.literal_eval(statement.value)  # raises for anything but a literal
+        assert statement.lineno in commented, f"parameter without a comment: {ast.unparse(statement)}"
+
+
+@pytest.mark.slow
 def test_smoke_profile_runs_every_notebook(tmp_path):
     environment = {
         **os.environ,
@@ -47,6 +81,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     } <= figures
 
 
+@pytest.mark.slow
 def test_exploration_notebook_on_tiny_imagenet_layout(tmp_path, isolated_paths):
     root = make_tiny_imagenet(tmp_path / "tiny-imagenet-200", train_per_class=6)
     papermill.execute_notebook(
@@ -72,8 +107,9 @@ def test_exploration_notebook_on_tiny_imagenet_layout(tmp_path, isolated_paths):
     assert metrics["00_dataset_exploration/n_test"] == 6  # the labelled validation split serves as test
 
 
+@pytest.mark.slow
 def test_search_notebook_on_an_image_folder(tmp_path, isolated_paths):
-    """Notebook 01's `image_folder` parameter: every image queries all the others."""
+    """Notebook 01 with ``dataset="folder"``: every image queries all the others."""
     import numpy as np
     from PIL import Image
 
@@ -88,7 +124,8 @@ def test_search_notebook_on_an_image_folder(tmp_path, isolated_paths):
         str(config.NOTEBOOKS_DIR / "01_pretrained_cnn_search.ipynb"),
         str(tmp_path / "out.ipynb"),
         parameters={
-            "image_folder": str(tmp_path / "folder"),
+            "dataset": "folder",
+            "data_dir": str(tmp_path / "folder"),
             "whitening_dim": 8,
             "n_grid_queries": 2,
             "heatmap_per_class": 2,

@@ -34,7 +34,7 @@ from cbir.models.pooling import POOLINGS, GlobalPooling
 
 __all__ = ["CACHE_FORMAT_VERSION", "FeatureExtractor", "dataset_fingerprint"]
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: image files larger than twice the input are shrunk while decoding
 
 
 def dataset_fingerprint(image_set: ImageSet) -> str:
@@ -53,6 +53,17 @@ def dataset_fingerprint(image_set: ImageSet) -> str:
             stat = os.stat(path)
             digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    """Advances a tqdm bar by one batch of images at the end of every prediction batch."""
+
+    def __init__(self, bar: tqdm, batch_size: int):
+        super().__init__()
+        self.bar, self.batch_size = bar, batch_size
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.bar.update(min(self.batch_size, self.bar.total - self.bar.n))
 
 
 class FeatureExtractor:
@@ -224,6 +235,12 @@ class FeatureExtractor:
         if len(image_set) == 0:
             return [np.empty((0, int(o.shape[-1])), np.float32) for o in self.model.outputs]
         steps = -(-len(image_set) // self.batch_size)
-        outputs = self.model.predict(self.pipeline(image_set), steps=steps, verbose=1 if progress else 0)
+        with tqdm(
+            total=len(image_set), unit="img", desc=f"embedding {self.backbone.name}", disable=not progress
+        ) as bar:
+            # Keras' own progress bar (verbose=1) writes to stdout; this one goes to stderr.
+            outputs = self.model.predict(
+                self.pipeline(image_set), steps=steps, verbose=0, callbacks=[_ProgressCallback(bar, self.batch_size)]
+            )
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [np.asarray(o, dtype=np.float32) for o in outputs]

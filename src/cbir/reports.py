@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
+from typing import TextIO
 
 from cbir import config
 from cbir._io import atomic_write_text
@@ -122,9 +124,15 @@ def run(
 ) -> list[Path]:
     """Execute the notebooks in order with the profile's parameters.
 
+    With `progress`, each notebook streams to stderr as it runs, so a long run never looks
+    frozen: a line when it starts, whatever its cells print (their stdout and stderr), a line
+    per finished code cell with its index (as `NotebookFailed` counts them) and duration, and a
+    line when it ends. Nothing is written to stdout.
+
     Args:
         profile: name of ``params/<profile>.yaml``.
         only: notebook stems to run (default: all, in order).
+        progress: stream progress to stderr as above; False: run silently.
     Returns:
         the executed copies, in order.
     Raises:
@@ -132,7 +140,6 @@ def run(
         ValueError: `only` names a notebook that does not exist.
     """
     import papermill
-    from tqdm.auto import tqdm
 
     parameters = load_profile(profile)
     output_dir = output_dir or config.REPORTS_DIR
@@ -143,9 +150,15 @@ def run(
         if unknown:
             raise ValueError(f"no notebook named {sorted(unknown)}; have {[p.stem for p in notebooks]}")
         notebooks = [p for p in notebooks if p.stem in only]
+    stream = _Lines(sys.stderr)
     executed = []
-    for notebook in tqdm(notebooks, desc=f"notebooks ({profile})", unit="nb", disable=not progress):
+    for number, notebook in enumerate(notebooks, start=1):
         output = output_dir / notebook.name
+        label = f"[{number}/{len(notebooks)}] {notebook.stem}"
+        streaming = {}
+        if progress:
+            _say(stream, f"{label}: running (profile {profile}) -> {output}")
+            streaming = {"stdout_file": stream, "stderr_file": stream, **_CellProgress(label, stream).hooks()}
         started = time.perf_counter()
         try:
             papermill.execute_notebook(
@@ -154,15 +167,76 @@ def run(
                 parameters=parameters.get(notebook.stem, {}),
                 kernel_name=kernel_name,
                 cwd=str(notebook.parent),
-                progress_bar=progress,
+                progress_bar=False,
+                **streaming,
             )
         except papermill.PapermillExecutionError as error:
+            if progress:
+                _say(stream, f"{label}: failed after {time.perf_counter() - started:.1f} s")
             raise NotebookFailed(
                 notebook.stem, error.cell_index, error.exec_count, f"{error.ename}: {error.evalue}", output
             ) from None
-        record_metrics(notebook.stem, {"runtime_s": round(time.perf_counter() - started, 1)})
+        runtime = round(time.perf_counter() - started, 1)
+        record_metrics(notebook.stem, {"runtime_s": runtime})
+        if progress:
+            _say(stream, f"{label}: done in {runtime:.1f} s")
         executed.append(output)
     return executed
+
+
+class _Lines:
+    """A text stream that knows whether the last write ended a line, so that progress lines start
+    on a line of their own even after a cell printed half a line (a progress bar's ``\r``)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        if text:
+            self.at_line_start = text.endswith("\n")
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _say(stream: _Lines, line: str) -> None:
+    stream.write(("" if stream.at_line_start else "\n") + line + "\n")
+    stream.flush()
+
+
+class _CellProgress:
+    """nbclient hooks that write one line per finished code cell: index, status and duration."""
+
+    def __init__(self, label: str, stream: _Lines):
+        self.label, self.stream = label, stream
+        self.started = time.perf_counter()
+        self.n_code_cells = 0
+        self.done = 0
+
+    def hooks(self) -> dict:
+        return {
+            "on_notebook_start": self.notebook_start,
+            "on_cell_execute": self.cell_execute,
+            "on_cell_executed": self.cell_executed,
+        }
+
+    def notebook_start(self, notebook, **_) -> None:
+        self.n_code_cells = sum(cell.cell_type == "code" and bool(cell.source.strip()) for cell in notebook.cells)
+
+    def cell_execute(self, cell, cell_index, **_) -> None:
+        self.started = time.perf_counter()
+
+    def cell_executed(self, cell, cell_index, execute_reply=None, **_) -> None:
+        self.done += 1
+        status = (execute_reply or {}).get("content", {}).get("status", "ok")
+        outcome = "failed" if status == "error" else "done"
+        _say(
+            self.stream,
+            f"{self.label}: cell {cell_index} {outcome} in {time.perf_counter() - self.started:.1f} s "
+            f"({self.done}/{self.n_code_cells} code cells)",
+        )
 
 
 HEADLINES: tuple[tuple[str, str], ...] = (

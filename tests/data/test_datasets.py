@@ -286,6 +286,76 @@ def test_read_image_applies_exif_orientation(tmp_path):
     assert top_left[0] < 60
 
 
+def _box_mean(pixels: np.ndarray, factor_y: int, factor_x: int) -> np.ndarray:
+    """Reference downsampling: the mean of each factor_y × factor_x block (sides divisible)."""
+    height, width = pixels.shape[:2]
+    blocks = pixels.astype(np.float64).reshape(height // factor_y, factor_y, width // factor_x, factor_x, -1)
+    return blocks.mean(axis=(1, 3))
+
+
+def _smooth(height: int, width: int) -> np.ndarray:
+    """uint8 (height, width, 3): slow gradients, so that JPEG and block means agree closely."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("mode", "extension", "tolerance"),
+    [
+        ("RGB", "png", 0.5),
+        ("RGB", "jpg", 1.0),  # decoded at 1/4 or 1/2 scale by libjpeg (DCT scaling), then reduced
+        ("L", "jpg", 1.0),
+        ("RGBA", "png", 0.5),
+        ("P", "png", 0.5),
+        ("P+transparency", "png", 0.5),
+        ("1", "png", 0.5),
+        ("I;16", "png", 0.5),
+        ("CMYK", "tif", 0.5),
+    ],
+)
+@pytest.mark.parametrize("keep_aspect", [True, False], ids=["keep_aspect", "each_side"])
+def test_read_image_max_side_matches_block_means_of_the_full_decode(tmp_path, mode, extension, tolerance, keep_aspect):
+    rgb = _smooth(240, 480)
+    if mode == "RGBA":
+        alpha = np.tile(np.linspace(0, 255, 480).astype(np.uint8), (240, 1))
+        image = Image.fromarray(np.dstack([rgb, alpha]))
+    elif mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    elif mode == "1":
+        image = Image.fromarray(rgb[..., 0] > 127).convert("1")
+    elif mode == "P+transparency":
+        image = Image.fromarray(rgb).convert("P")
+        image.info["transparency"] = int(np.asarray(image)[0, 0])  # that palette entry is composited over white
+    else:
+        image = Image.fromarray(rgb).convert(mode)
+    path = _save(tmp_path / f"image.{extension}", image)
+    full = image_files.read_image(path)
+    shrunk = image_files.read_image(path, max_side=120, keep_aspect=keep_aspect)
+    factor_y, factor_x = (4, 4) if keep_aspect else (2, 4)  # ceil(480 / 120) = 4, ceil(240 / 120) = 2
+    assert shrunk.shape == (240 // factor_y, 480 // factor_x, 3) and shrunk.dtype == np.uint8
+    difference = np.abs(shrunk - _box_mean(full, factor_y, factor_x))
+    assert difference.mean() <= tolerance, difference.mean()
+
+
+def test_read_image_max_side_applies_exif_orientation(tmp_path):
+    pixels = np.zeros((400, 600, 3), np.uint8)
+    pixels[:200, :200] = [255, 0, 0]  # a red block at the top-left of a 400×600 (h×w) image
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = _save(tmp_path / "rotated.jpg", image, exif=exif.tobytes(), quality=95)
+    full, shrunk = image_files.read_image(path), image_files.read_image(path, max_side=150)
+    assert full.shape == (600, 400, 3) and shrunk.shape == (150, 100, 3)
+    assert np.abs(shrunk - _box_mean(full, 4, 4)).mean() < 3.0
+
+
+def test_read_image_rejects_bad_max_side(tmp_path):
+    path = _save(tmp_path / "g.png", Image.new("L", (5, 4), 77))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="max_side must be a positive integer"):
+            image_files.read_image(path, max_side=bad)
+
+
 def test_read_image_errors_name_the_path(tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")

@@ -3,78 +3,25 @@
 from __future__ import annotations
 
 import collections
-import io
 import os
 import pickle
-import sys
-import types
-import zipfile
 
 import numpy as np
 import pytest
+from conftest import FakeStorage, FakeTensor, write_legacy_checkpoint, write_zip_checkpoint
 
 from cbir.models.torch_checkpoint import CheckpointError, load_state_dict
 
 
-@pytest.fixture
-def fake_torch(monkeypatch):
-    """Modules named like torch's, so that pickle records the same globals torch.save does."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):  # never called: only its name is pickled
-        raise AssertionError
-
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-    for name in ("FloatStorage", "LongStorage"):
-        storage_class = type(name, (), {"__module__": "torch", "__qualname__": name})
-        setattr(torch, name, storage_class)
-    torch._utils = utils
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return torch
-
-
-class _Storage:
-    def __init__(self, key, data, storage_class):
-        self.key, self.data, self.storage_class = key, data, storage_class
-
-
-class _Tensor:
-    def __init__(self, storage, offset, shape, stride):
-        self.args = (storage, offset, shape, stride)
-
-    def __reduce__(self):
-        storage, offset, shape, stride = self.args
-        return (
-            sys.modules["torch._utils"]._rebuild_tensor_v2,
-            (storage, offset, tuple(shape), tuple(stride), False, collections.OrderedDict()),
-        )
-
-
-class _Pickler(pickle.Pickler):
-    def __init__(self, stream, zip_layout):
-        super().__init__(stream, protocol=2)
-        self.zip_layout = zip_layout
-
-    def persistent_id(self, obj):
-        if isinstance(obj, _Storage):
-            common = ("storage", obj.storage_class, obj.key, "cpu", obj.data.size)
-            return common if self.zip_layout else common + (None,)
-        return None
-
-
 def _state(torch):
     """A state dict with a contiguous tensor, a transposed view with an offset, and an int buffer."""
-    weight = _Storage("0", np.arange(24, dtype=np.float32), torch.FloatStorage)
-    counter = _Storage("1", np.array([7], dtype=np.int64), torch.LongStorage)
+    weight = FakeStorage("0", np.arange(24, dtype=np.float32), torch.FloatStorage)
+    counter = FakeStorage("1", np.array([7], dtype=np.int64), torch.LongStorage)
     state = collections.OrderedDict(
         [
-            ("conv.weight", _Tensor(weight, 0, (2, 3, 4), (12, 4, 1))),
-            ("fc.weight_t", _Tensor(weight, 4, (3, 2), (1, 4))),  # a strided view into the same storage
-            ("bn.num_batches_tracked", _Tensor(counter, 0, (), ())),
+            ("conv.weight", FakeTensor(weight, 0, (2, 3, 4), (12, 4, 1))),
+            ("fc.weight_t", FakeTensor(weight, 4, (3, 2), (1, 4))),  # a strided view into the same storage
+            ("bn.num_batches_tracked", FakeTensor(counter, 0, (), ())),
         ]
     )
     expected = {
@@ -85,27 +32,7 @@ def _state(torch):
     return state, [weight, counter], expected
 
 
-def _write_legacy(path, state, storages):
-    with open(path, "wb") as stream:
-        for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
-            pickle.dump(header, stream, protocol=2)
-        _Pickler(stream, zip_layout=False).dump(state)
-        pickle.dump([s.key for s in storages], stream, protocol=2)
-        for storage in storages:
-            stream.write(np.int64(storage.data.size).tobytes())
-            stream.write(storage.data.astype(storage.data.dtype.newbyteorder("<")).tobytes())
-
-
-def _write_zip(path, state, storages):
-    buffer = io.BytesIO()
-    _Pickler(buffer, zip_layout=True).dump(state)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", buffer.getvalue())
-        for storage in storages:
-            archive.writestr(f"archive/data/{storage.key}", storage.data.tobytes())
-
-
-@pytest.mark.parametrize("writer", [_write_legacy, _write_zip], ids=["legacy", "zip"])
+@pytest.mark.parametrize("writer", [write_legacy_checkpoint, write_zip_checkpoint], ids=["legacy", "zip"])
 def test_reads_both_layouts_with_views_and_offsets(tmp_path, fake_torch, writer):
     state, storages, expected = _state(fake_torch)
     path = tmp_path / "model.pth"
@@ -146,7 +73,7 @@ def test_rejects_non_checkpoints(tmp_path):
 def test_truncated_storage_is_reported(tmp_path, fake_torch):
     state, storages, _ = _state(fake_torch)
     path = tmp_path / "model.pth"
-    _write_legacy(path, state, storages)
+    write_legacy_checkpoint(path, state, storages)
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(CheckpointError, match="truncated"):
         load_state_dict(path)

@@ -5,9 +5,10 @@ import pytest
 from cbir.evaluation import retrieval
 from cbir.models import dlbhc
 from cbir.retrieval import hamming
-from cbir.retrieval import index as index_module
+from cbir.retrieval import hash_index as index_module
 from cbir.retrieval.exact import exact_search
-from cbir.retrieval.index import HashIndex, IndexFormatError
+from cbir.retrieval.hash_index import HashIndex
+from cbir.retrieval.storage import IndexFormatError
 
 
 def _bit_loop_distance(a, b):

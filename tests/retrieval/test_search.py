@@ -6,8 +6,9 @@ import pytest
 
 from cbir.retrieval import exact
 from cbir.retrieval.exact import exact_search
-from cbir.retrieval.index import FeatureIndex, IndexFormatError
+from cbir.retrieval.feature_index import FeatureIndex
 from cbir.retrieval.ranking import cosine_to_score, top_k
+from cbir.retrieval.storage import IndexFormatError
 
 
 def _brute_force(queries, database, k):

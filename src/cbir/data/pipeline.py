@@ -6,6 +6,9 @@ import numpy as np
 
 from cbir.data.images import ImageSet, read_image
 
+DECODE_HEADROOM = 2
+"""Files are decoded at up to this many times the size they are resized to (see `image_dataset`)."""
+
 
 def image_dataset(
     image_set: ImageSet,
@@ -20,6 +23,12 @@ def image_dataset(
     Files are decoded in parallel with `read_image` (Pillow: EXIF orientation, grayscale /
     CMYK / RGBA / 16-bit → RGB); arrays are sliced in memory. Grayscale arrays get three
     identical channels.
+
+    With `image_size`, a file is shrunk while it is decoded (`read_image` with ``max_side =
+    DECODE_HEADROOM × max(image_size)``, each side on its own), so a huge image costs about its
+    decoded pixels once instead of several float32 copies; a side longer than the bound ends
+    between ``max(image_size)`` and the bound, so never below the size it is resized to. Files
+    with no side above the bound are decoded and resized exactly (bit for bit) as without it.
 
     Args:
         image_size: (height, width) to resize to (bilinear); required for file-based sets
@@ -44,9 +53,13 @@ def image_dataset(
             return image, label
     else:
         dataset = tf.data.Dataset.from_tensor_slices((list(image_set.paths), image_set.labels))
+        max_side = None if image_size is None else DECODE_HEADROOM * max(image_size)
+
+        def read(path: bytes) -> np.ndarray:
+            return read_image(path.decode(), max_side=max_side, keep_aspect=False)
 
         def decode(path, label):
-            image = tf.numpy_function(lambda p: read_image(p.decode()), [path], tf.uint8)
+            image = tf.numpy_function(read, [path], tf.uint8)
             image.set_shape([None, None, 3])
             return tf.cast(image, tf.float32), label
 

@@ -3,7 +3,7 @@
 Model: a pretrained topless CNN, dense ReLU layers, a *latent* layer of H sigmoid units, then a
 softmax classifier. Trained as a classifier, the latent activations become binary-like; a
 threshold at 0.5 (`cbir.retrieval.hamming.binarize`) gives an H-bit code per image. Retrieval is
-two-phase (`cbir.retrieval.index.HashIndex`): a Hamming shortlist, then re-ranking by cosine
+two-phase (`cbir.retrieval.hash_index.HashIndex`): a Hamming shortlist, then re-ranking by cosine
 similarity of real-valued features.
 """
 

@@ -82,7 +82,7 @@ def plot_sample_grid(image_set: ImageSet, per_class: int = 8, max_classes: int =
 
 
 def plot_image_statistics(statistics) -> plt.Figure:
-    """Histograms of image height/width and channel means from `datasets.image_statistics`."""
+    """Histograms of image height/width and channel means from `cbir.experiments.exploration.image_statistics`."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     sizes = statistics.melt(value_vars=["height", "width"], var_name="dimension", value_name="pixels")
     sns.histplot(data=sizes, x="pixels", hue="dimension", ax=axes[0], discrete=True, multiple="dodge")
@@ -141,35 +141,45 @@ def plot_augmentation_preview(images: Sequence[np.ndarray], augmented: Sequence[
     return figure
 
 
-def plot_retrieval_grid(
-    query_images: Sequence[np.ndarray],
-    result_images: Sequence[Sequence[np.ndarray]],
-    scores: np.ndarray,
-    relevant: np.ndarray | None = None,
-    query_titles: Sequence[str] | None = None,
-) -> plt.Figure:
-    """One row per query: the query, then its results titled with their scores.
+THUMBNAIL_SIDE = 256  # pixels: image files are shrunk to this while decoding for figures (bounded memory)
+
+
+def plot_search_results(queries: ImageSet, database: ImageSet, scores: np.ndarray, indices: np.ndarray) -> plt.Figure:
+    """One row per query: the query, then its results best first, each titled with its score.
+
+    A query is titled with its class name (first 14 characters) when both sets are labelled,
+    else with its file name ("query" for an unlabelled in-memory image). When both are labelled,
+    each result is framed green if it shares the query's class, red if not. Image files are
+    decoded at most `THUMBNAIL_SIDE` pixels a side, so huge files cost little memory.
 
     Args:
-        query_images: n uint8 images.
-        result_images: n lists of k uint8 images, best first.
-        scores: float (n, k) in [0, 1].
-        relevant: optional bool (n, k); relevant results get a green frame, others red.
-        query_titles: optional title for each query.
+        queries: the n queries shown, e.g. ``image_set.subset(rows)``.
+        database: the set that was searched; `indices` point into it.
+        scores: float (n, k), in [0, 1], best first, as a search returns them.
+        indices: int (n, k) into `database`.
+    Returns:
+        a Figure of n rows and k + 1 columns.
+    Raises:
+        ValueError: `scores` and `indices` differ in shape, or do not have one row per query.
     """
-    n, k = len(query_images), max(len(r) for r in result_images)
+    scores, indices = np.asarray(scores), np.asarray(indices)
+    if scores.shape != indices.shape or scores.ndim != 2 or len(indices) != len(queries):
+        raise ValueError(f"need scores and indices of shape ({len(queries)}, k), got {scores.shape}, {indices.shape}")
+    n, k = indices.shape
+    labelled = bool(np.all(queries.labels >= 0) and np.all(database.labels[indices] >= 0))
+    relevant = database.labels[indices] == queries.labels[:, None]
     figure, axes = plt.subplots(n, k + 1, figsize=(1.45 * (k + 1), 1.6 * n), squeeze=False)
-    for row in range(n):
-        _show(axes[row, 0], query_images[row], query_titles[row] if query_titles else "query")
+    for row, query in enumerate(queries.load_images(max_side=THUMBNAIL_SIDE)):
+        if labelled:
+            title = queries.class_names[queries.labels[row]][:14]
+        else:
+            title = Path(queries.paths[row]).name if queries.is_files else "query"
+        _show(axes[row, 0], query, title)
         _frame(axes[row, 0], "black")
-        for column in range(k):
-            ax = axes[row, column + 1]
-            if column >= len(result_images[row]):
-                ax.axis("off")
-                continue
-            _show(ax, result_images[row][column], f"{scores[row][column]:.3f}")
-            if relevant is not None:
-                _frame(ax, "tab:green" if relevant[row][column] else "tab:red")
+        for column, image in enumerate(database.load_images(indices[row], max_side=THUMBNAIL_SIDE)):
+            _show(axes[row, column + 1], image, f"{scores[row, column]:.3f}")
+            if labelled:
+                _frame(axes[row, column + 1], "tab:green" if relevant[row, column] else "tab:red")
     figure.tight_layout()
     return figure
 
@@ -289,5 +299,66 @@ def plot_embedding_map(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_score_bars(values: Mapping[str, float], title: str, xlabel: str = "mAP") -> plt.Figure:
+    """Horizontal bars of scores in [0, 1], one per method ({name: score}, drawn top to bottom), labelled."""
+    import pandas as pd
+
+    table = pd.DataFrame({"method": [str(name) for name in values.keys()], xlabel: list(values.values())})
+    figure, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
+    sns.barplot(data=table, y="method", x=xlabel, ax=ax, color="tab:blue")
+    ax.bar_label(ax.containers[0], fmt="%.3f", padding=2, fontsize=8)
+    ax.set_title(title)
+    ax.set_xlim(0, 1)
+    figure.tight_layout()
+    return figure
+
+
+def plot_latent_activations(activations: np.ndarray, threshold: float = 0.5) -> plt.Figure:
+    """Sigmoid activations of a hashing layer, float (n, bits) in [0, 1]: their histogram, and the
+    bit balance (the fraction of the n codes with each bit ≥ `threshold`, ideally 0.5)."""
+    activations = np.asarray(activations)
+    bits = activations.shape[1]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    sns.histplot(activations.ravel(), bins=50, ax=axes[0], stat="probability")
+    axes[0].set_title(f"Latent activations, {bits} bits ({activations.size:,} values)")
+    axes[0].set_xlabel("sigmoid activation")
+    axes[1].bar(np.arange(bits), (activations >= threshold).mean(axis=0), color="tab:blue")
+    axes[1].axhline(0.5, color="grey", linestyle=":")
+    axes[1].set_title("Bit balance: fraction of database codes with bit = 1")
+    axes[1].set_xlabel("bit")
+    figure.tight_layout()
+    return figure
+
+
+def plot_map_by_bits(
+    map_by_bits: Mapping[str, Mapping[int, float]],
+    reference: tuple[str, float],
+    precision_at_k: Mapping[str, Mapping[int, float]],
+    focus_bits: int,
+    published: Mapping[str, Mapping[int, float]] | None = None,
+) -> plt.Figure:
+    """Left: mAP against code length, one line per ranking ({name: {bits: mAP}}), a dashed line
+    for the `reference` (name, mAP) and dotted squares for `published` values. Right: precision@k
+    against k at `focus_bits`, one line per ranking ({name: {k: precision}}), log-scaled k."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, values in map_by_bits.items():
+        axes[0].plot(list(values), list(values.values()), marker="o", label=name)
+    axes[0].axhline(reference[1], color="grey", linestyle="--", label=reference[0])
+    for name, values in (published or {}).items():
+        axes[0].plot(list(values), list(values.values()), marker="s", linestyle=":", label=f"{name} (published)")
+    bits = sorted({b for values in map_by_bits.values() for b in values})
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xticks(bits, [str(b) for b in bits])
+    axes[0].set(xlabel="bits", ylabel="mAP (whole ranking)", title="mAP by code length")
+    for name, values in precision_at_k.items():
+        axes[1].plot(list(values), list(values.values()), marker=".", label=name)
+    axes[1].set_xscale("log")
+    axes[1].set(xlabel="k", ylabel="precision@k", title=f"Precision@k, {focus_bits} bits")
+    for ax in axes:
+        ax.legend(fontsize=8)
     figure.tight_layout()
     return figure

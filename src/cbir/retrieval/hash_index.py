@@ -1,11 +1,10 @@
-"""Saved indexes: `FeatureIndex` (features of image files, for the `cbir` command) and `HashIndex`
-(binary codes + features, two-phase search as in DLBHC, Lin et al. 2015). Both record their
-settings and a format version, checked on load, and are written atomically.
+"""`HashIndex`: binary codes + features, searched coarse-to-fine as in DLBHC (Lin et al. 2015).
+
+Saved as one ``.npz`` with its settings and a format version, checked on load, written atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -13,110 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cbir._io import atomic_path, atomic_write_text
+from cbir._io import atomic_path
 from cbir.retrieval.exact import exact_search, subset_inner_products
 from cbir.retrieval.hamming import hamming_distances, hamming_top_k, k_smallest
 from cbir.retrieval.ranking import cosine_to_score, l2_normalize, top_k
-
-INDEX_FORMAT_VERSION = 1
-
-
-class IndexFormatError(ValueError):
-    """An index directory is missing, corrupt, from a newer format, or built with other settings."""
-
-
-def _check_settings(location: Path, settings: dict, expected: dict | None) -> None:
-    """Raise `IndexFormatError` naming every setting of an index that differs from `expected`."""
-    if expected is None:
-        return
-    differing = {key: (settings.get(key), value) for key, value in expected.items() if settings.get(key) != value}
-    if differing:
-        details = ", ".join(f"{key}: index has {have!r}, requested {want!r}" for key, (have, want) in differing.items())
-        raise IndexFormatError(
-            f"{location}: built with different settings ({details}); search with the index's own settings or rebuild it"
-        )
-
-
-@dataclass
-class FeatureIndex:
-    """Features of a set of files, the files' identity, and how the features were made.
-
-    Attributes:
-        settings: the extractor settings (backbone, weights, layer, pooling, input size).
-        entries: one ``{"path", "size", "mtime_ns"}`` per row of `features`.
-        features: float32, shape (n, dim), L2-normalised.
-    """
-
-    settings: dict
-    entries: list[dict] = field(default_factory=list)
-    features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``features-<n>-<hash>.npy`` then ``index.json`` (the commit point), atomically.
-
-        A reader sees either the previous index or the new one, never a mix.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(np.ascontiguousarray(self.features).data).hexdigest()[:16]
-        features_name = f"features-{len(self.features)}-{digest}.npy"
-        with atomic_path(directory / features_name, suffix=".npy") as temporary:
-            np.save(temporary, np.asarray(self.features, np.float32), allow_pickle=False)
-        atomic_write_text(
-            directory / "index.json",
-            json.dumps(
-                {
-                    "format_version": INDEX_FORMAT_VERSION,
-                    "settings": self.settings,
-                    "features": features_name,
-                    "entries": self.entries,
-                },
-                indent=1,
-            ),
-        )
-        for stale in directory.glob("features-*.npy"):
-            if stale.name != features_name:
-                stale.unlink(missing_ok=True)
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, expected_settings: dict | None = None) -> FeatureIndex:
-        """Read an index written by `save`.
-
-        Args:
-            expected_settings: when given, the index's settings must match them.
-        Raises:
-            IndexFormatError: no index there, an unreadable or newer format, inconsistent sizes,
-                or settings different from `expected_settings` (both are named).
-        """
-        directory = Path(directory)
-        manifest_path = directory / "index.json"
-        if not manifest_path.is_file():
-            raise IndexFormatError(f"{directory} is not a cbir index (no index.json); create one with `cbir index`")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            version = int(manifest["format_version"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise IndexFormatError(f"{manifest_path}: unreadable index manifest ({error})") from error
-        if version > INDEX_FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{directory}: index format {version} is newer than this cbir supports "
-                f"({INDEX_FORMAT_VERSION}); upgrade cbir or rebuild the index"
-            )
-        settings = manifest.get("settings", {})
-        _check_settings(directory, settings, expected_settings)
-        try:
-            features = np.load(directory / manifest["features"], allow_pickle=False)
-        except (OSError, ValueError, KeyError) as error:
-            raise IndexFormatError(f"{directory}: cannot read the feature matrix ({error})") from error
-        if len(features) != len(manifest["entries"]):
-            raise IndexFormatError(f"{directory}: {len(features)} feature rows for {len(manifest['entries'])} entries")
-        return cls(settings=settings, entries=manifest["entries"], features=features)
-
-    def search(self, query_features: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """`exact_search` of `query_features` (n_queries, dim) against this index."""
-        return exact_search(query_features, self.features, k=k)
-
+from cbir.retrieval.storage import IndexFormatError, check_settings
 
 HASH_INDEX_FORMAT_VERSION = 1
 
@@ -302,5 +202,5 @@ class HashIndex:
                 f"supports ({HASH_INDEX_FORMAT_VERSION})"
             )
         settings = meta.get("settings", {})
-        _check_settings(path, settings, expected_settings)
+        check_settings(path, settings, expected_settings)
         return cls(codes=codes, features=features, bits=int(meta["bits"]), settings=settings)

@@ -1,0 +1,224 @@
+"""Index a folder of images and search it: the library behind ``cbir index`` and ``cbir search``.
+
+`index_folder` embeds every image under a folder with a backbone + pooling and keeps the result in
+a `cbir.retrieval.feature_index.FeatureIndex` directory. It holds the directory's lock for the whole
+read-modify-write (a second writer waits, then sees the first one's result), re-embeds only new or
+changed files, and commits every `commit_every` images, so that an interrupted run loses at most one
+chunk and the next run resumes after the last commit. `search_folder_index` embeds queries with the
+index's own settings and returns the best matches with scores in [0, 1].
+
+Every file left out is returned with its reason; nothing is printed here except through `log`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cbir.data.images import ImageSet, SkippedFile, list_image_files, readable_images
+from cbir.data.pipeline import DECODE_HEADROOM
+from cbir.features import FeatureExtractor
+from cbir.models.backbones import BACKBONES, get_backbone
+from cbir.retrieval.feature_index import FeatureIndex, is_index
+from cbir.retrieval.ranking import l2_normalize
+from cbir.retrieval.storage import IndexFormatError, index_lock, remove_stale_temporaries
+
+Log = Callable[[str], None]
+
+
+class IndexingError(ValueError):
+    """An indexing request that cannot be carried out: the message names the path and the reason."""
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did.
+
+    Attributes:
+        n_images: images in the index at the end; embedded / unchanged / removed: how many rows
+            were computed, kept from the previous index, or dropped (file gone or changed);
+        skipped: files left out, each with its reason; warnings: e.g. indistinguishable features.
+    """
+
+    directory: Path
+    n_images: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def extractor_settings(
+    backbone: str = "efficientnet_lite0",
+    layer: str | None = None,
+    weights: str | None = "imagenet",
+    pooling: str = "gem",
+    gem_p: float = 3.0,
+    input_size: int | None = None,
+) -> dict:
+    """The settings an index records and checks: backbone, weights, layer, pooling (+ options), size.
+
+    Raises:
+        ValueError: unknown backbone, or `gem_p` <= 0.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
+    if gem_p <= 0:
+        raise ValueError(f"the GeM exponent must be > 0, got {gem_p}")
+    spec = BACKBONES[backbone]
+    layer = layer or spec.conv_layer
+    is_dense = layer in spec.top_layers
+    size = input_size or spec.input_size
+    return {
+        "backbone": backbone,
+        "weights": weights,
+        "seed": None if weights else 0,
+        "layer": layer,
+        "pooling": None if is_dense else pooling,
+        "pooling_options": {} if is_dense or pooling != "gem" else {"p": gem_p},
+        "input_size": [size, size],
+        "decode_max_side": DECODE_HEADROOM * size,  # files are shrunk while decoding (cbir.data.pipeline)
+    }
+
+
+def make_extractor(settings: dict, batch_size: int = 32) -> FeatureExtractor:
+    """The feature extractor that `settings` (from `extractor_settings`) describe."""
+    backbone = get_backbone(
+        settings["backbone"],
+        layer=settings["layer"],
+        weights=settings["weights"],
+        input_size=tuple(settings["input_size"]),
+        seed=settings.get("seed") or 0,
+    )
+    pooling = settings["pooling"]
+    options = {pooling: settings.get("pooling_options", {})} if pooling else None
+    return FeatureExtractor(backbone, pooling=pooling, pooling_options=options, batch_size=batch_size)
+
+
+def embed_files(extractor: FeatureExtractor, paths: Sequence[Path], progress: bool = True) -> np.ndarray:
+    """L2-normalised features of image files, float32 (len(paths), dim), in order (no cache)."""
+    image_set = ImageSet(labels=np.full(len(paths), -1, np.int64), class_names=(), paths=tuple(map(str, paths)))
+    return l2_normalize(extractor.extract(image_set, cache=False, progress=progress))
+
+
+def file_identity(path: Path) -> dict:
+    """``{"path": absolute path, "size": bytes, "mtime_ns": modification time}`` of a file."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _check_output_directory(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise IndexingError(f"--out {out} is a file; expected a directory for the index")
+    if out.is_dir() and not is_index(out) and not force:
+        foreign = [p.name for p in out.iterdir() if p.name != "index.lock"]
+        if foreign:
+            raise IndexingError(
+                f"{out} is not empty and holds no cbir index ({len(foreign)} entries, e.g. {foreign[0]!r}); "
+                "choose a new or empty directory, or pass --force to write the index beside them "
+                "(files the index did not write are never deleted)"
+            )
+
+
+def _previous_index(out: Path, settings: dict, force: bool, log: Log) -> FeatureIndex | None:
+    if not is_index(out):
+        return None
+    try:
+        return FeatureIndex.load(out, expected_settings=settings)
+    except IndexFormatError as error:
+        if not force:
+            raise IndexingError(f"{error}\n(use another --out, or --force to rebuild this index)") from error
+        log(f"warning: rebuilding {out}: {error}")
+        return None
+
+
+def index_folder(
+    image_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: dict,
+    *,
+    batch_size: int = 32,
+    commit_every: int = 1024,
+    force: bool = False,
+    lock_timeout: float = 600.0,
+    progress: bool = True,
+    log: Log = lambda message: None,
+) -> IndexReport:
+    """Create or update the index of every image under `image_dir` in the directory `out`.
+
+    Args:
+        settings: from `extractor_settings`; an existing index must have been built with them.
+        commit_every: images embedded between two commits (the unit of resumption), >= 1.
+        force: write into a non-empty directory that holds no index, or rebuild an index that is
+            corrupt or was built with other settings.
+    Returns:
+        an `IndexReport`.
+    Raises:
+        IndexingError: `out` is a file or a foreign directory, the previous index is unusable
+            (without `force`), or the folder holds no image (each names the path and the reason).
+        IndexFormatError: the lock was not obtained within `lock_timeout` seconds.
+        FileNotFoundError: `image_dir` is not a directory.
+        WeightsUnavailableError: the backbone's weights cannot be found or downloaded.
+    """
+    if batch_size < 1 or commit_every < 1:
+        raise ValueError(f"batch_size and commit_every must be >= 1, got {batch_size} and {commit_every}")
+    out = Path(out)
+    _check_output_directory(out, force)
+    paths, skipped = list_image_files(image_dir)
+    if not paths:
+        raise IndexingError(f"no images found under {image_dir} ({len(skipped)} other files skipped)")
+    report = IndexReport(directory=out, skipped=list(skipped))
+    with index_lock(out, timeout=lock_timeout, log=log):
+        remove_stale_temporaries(out)
+        previous = _previous_index(out, settings, force, log)
+        known = {entry["path"]: row for row, entry in enumerate(previous.entries)} if previous else {}
+        identities = {path: file_identity(path) for path in paths}
+        keep_rows, to_embed = [], []
+        for path, identity in identities.items():
+            row = known.get(identity["path"])
+            if row is not None and previous.entries[row] == identity:
+                keep_rows.append(row)
+            else:
+                to_embed.append(path)
+        report.unchanged = len(keep_rows)
+        report.removed = len(previous) - len(keep_rows) if previous else 0
+        if previous is not None and not report.removed and keep_rows == list(range(len(previous))):
+            index = previous  # nothing dropped: append to it as it is
+        else:
+            kept = previous.features[keep_rows] if previous is not None else np.empty((0, 0), np.float32)
+            index = FeatureIndex(settings, [previous.entries[r] for r in keep_rows] if previous else [], kept)
+            index.save(out)
+        extractor = make_extractor(settings, batch_size) if to_embed else None
+        for start in range(0, len(to_embed), commit_every):
+            readable, unreadable = readable_images(to_embed[start : start + commit_every])
+            report.skipped += unreadable
+            if readable:
+                index.append(out, [identities[p] for p in readable], embed_files(extractor, readable, progress))
+                report.embedded += len(readable)
+            if len(to_embed) > commit_every:
+                log(f"committed {min(start + commit_every, len(to_embed))}/{len(to_embed)} new images to {out}")
+    report.n_images = len(index)
+    if len(index) > 1 and np.ptp(index.features, axis=0).max() == 0:
+        report.warnings.append(
+            f"all {len(index)} features are identical: this backbone ({settings['backbone']}, weights "
+            f"{settings['weights']}) does not tell these images apart; scores will all be 1.0"
+        )
+    return report
+
+
+def search_folder_index(
+    index: FeatureIndex, queries: Sequence[Path], k: int = 5, batch_size: int = 32, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed readable query images with the index's settings and search them.
+
+    Returns:
+        (scores, indices), each (len(queries), min(k, len(index))): scores float32 in [0, 1] (``(1 +
+        cos) / 2``), indices int64 into ``index.entries``, best first.
+    """
+    extractor = make_extractor(index.settings, batch_size)
+    return index.search(embed_files(extractor, queries, progress), k=k)
