@@ -36,3 +36,15 @@ def test_bench_search_runs_and_agrees_with_faiss():
     match = re.fullmatch(r"hamming_vs_faiss=([\d.]+) two_phase_speedup=([\d.]+) recall@10=([\d.]+)", last)
     assert match, last
     assert 0.0 <= float(match.group(3)) <= 1.0
+
+
+def test_bench_distances_runs_and_agrees_with_scipy():
+    # The script itself asserts that every registry distance equals cdist's before timing it.
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_distances.py"), "--queries", "5", "--database", "40", "--dim", "8",
+         "--repeats", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"slowest_ratio=[\d.]+ metric=\w+", last), last

@@ -23,6 +23,7 @@ from PIL import Image
 
 from cbir import cli, indexing, reports
 from cbir.cli import main
+from cbir.data.folder import scan_image_folder
 from cbir.data.images import SkippedFile, list_image_files, read_image, readable_images
 from cbir.models.torch_checkpoint import CheckpointError, load_state_dict
 from cbir.retrieval.feature_index import FeatureIndex
@@ -639,3 +640,16 @@ def test_cli_names_match_the_registries():
     from cbir.models.pooling import POOLINGS
 
     assert set(cli.BACKBONE_NAMES) == set(BACKBONES) and set(cli.POOLING_NAMES) == set(POOLINGS)
+
+
+def test_class_folder_tree_reports_loose_files_and_broken_class_links(tmp_path):
+    root = tmp_path / "tree"
+    _png(root / "cats" / "a.png")
+    _png(root / "dogs" / "b.png")
+    _png(root / "loose.png")
+    (root / "birds").symlink_to(tmp_path / "gone")
+    paths, labels, class_names, skipped = scan_image_folder(root)
+    assert class_names == ("cats", "dogs") and labels == [0, 1]
+    reasons = {Path(s.path).name: s.reason for s in skipped}
+    assert reasons["loose.png"].startswith("not in a class subfolder")
+    assert reasons["birds"].startswith("broken symlink")

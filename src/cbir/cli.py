@@ -40,6 +40,8 @@ __all__ = ["main"]
 BACKBONE_NAMES = (
     "efficientnet_b0",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "inception_v3",
     "mobilenet_v2",
     "resnet50",

