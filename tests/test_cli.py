@@ -152,3 +152,45 @@ def test_default_offline_backbone_finds_the_same_photo(tmp_path, capsys, isolate
     results = json.loads(out)["results"]
     assert code == 0 and results[0]["path"].endswith("chelsea.jpg") and results[0]["score"] > 0.95
     assert results[0]["score"] - results[1]["score"] > 0.05
+
+
+def _class_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for label, colour in enumerate(((200, 30, 30), (30, 200, 30), (30, 30, 200))):
+        for i in range(4):
+            noise = rng.integers(-40, 40, (48, 48, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / f"class{label}" / f"{i}.png")
+    return root
+
+
+def test_compare_prints_every_backbone_metric_pair_as_json(tmp_path, capsys, isolated_paths):
+    root = _class_folder(tmp_path / "tree")
+    metrics = ["sqeuclidean", "euclidean", "cosine", "cityblock", "hamming"]
+    code, out, err = _run(capsys, "compare", root, "--metric", *metrics, "--input-size", "64", "--n-triplets", "60",
+                          "--json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n_triplets"] == 60
+    assert [(r["backbone"], r["metric"]) for r in report["results"]] == [("efficientnet_lite0", m) for m in metrics]
+    by_metric = {r["metric"]: r for r in report["results"]}
+    for row in report["results"]:
+        assert 0.0 <= row["ci_low"] <= row["success"] <= row["ci_high"] <= 1.0 and 0.0 <= row["roc_auc"] <= 1.0
+    # The identities: squared and plain L2 rank alike; cosine ranks like L2 on the (normalised) features.
+    assert by_metric["sqeuclidean"]["success"] == by_metric["euclidean"]["success"] == by_metric["cosine"]["success"]
+    assert by_metric["cosine"]["success"] > 0.9  # three well-separated colours
+
+
+def test_compare_reads_csv_triplets_and_refuses_bad_ones(tmp_path, capsys, isolated_paths):
+    root = _class_folder(tmp_path / "tree")
+    (tmp_path / "t.csv").write_text("query,positive,negative\nclass0/0.png,class0/1.png,class2/0.png\n")
+    code, out, err = _run(capsys, "compare", root, "--triplets", tmp_path / "t.csv", "--metric", "cosine",
+                          "--input-size", "64", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["n_triplets"] == 1
+    (tmp_path / "bad.csv").write_text("class0/0.png,class0/1.png,nowhere.png\n")
+    code, out, err = _run(capsys, "compare", root, "--triplets", tmp_path / "bad.csv", "--json")
+    assert code == 1 and out == "" and "bad.csv:1: image" in err and "nowhere.png does not exist" in err
+    code, out, err = _run(capsys, "compare", root, "--metric", "taxicab")
+    assert code == 2 and "unknown distance 'taxicab'" in err

@@ -21,8 +21,9 @@ import pytest
 from conftest import FakeStorage, FakeTensor, write_legacy_checkpoint, write_zip_checkpoint
 from PIL import Image
 
-from cbir import cli, indexing, reports
+from cbir import indexing, reports
 from cbir.cli import main
+from cbir.cli import program as cli
 from cbir.data.folder import scan_image_folder
 from cbir.data.images import SkippedFile, list_image_files, read_image, readable_images
 from cbir.models.torch_checkpoint import CheckpointError, load_state_dict

@@ -199,3 +199,17 @@ def test_roc_report_keys_follow_metrics_json():
     is_match = np.array([1, 1, 0, 0, 0, 1], bool)
     report = verification.roc_report(scores, is_match, target_fprs=(0.01, 0.001, 0.5))
     assert {"roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_01pct", "tpr_at_fpr_50pct"} <= set(report)
+
+
+def test_pair_roc_auc_equals_scikit_learn_on_the_same_pairs():
+    from scipy.spatial.distance import cdist
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, 60)
+    features = rng.normal(size=(60, 5)) + labels[:, None]
+    first, second, is_match = verification.make_pairs(labels, 200, seed=4)
+    for metric in ("cityblock", "cosine"):
+        expected = roc_auc_score(is_match, [-cdist(features[a][None], features[b][None], metric)[0, 0]
+                                            for a, b in zip(first, second)])  # fmt: skip
+        assert verification.pair_roc_auc(features, labels, metric, 200, seed=4) == pytest.approx(expected)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cbir.retrieval.distances import get_distance
 from cbir.retrieval.ranking import cosine_to_score, l2_normalize
 
 
@@ -70,6 +71,32 @@ def pair_scores(vectors: np.ndarray, first: np.ndarray, second: np.ndarray) -> n
 def _tpr_key(fpr: float) -> str:
     """``tpr_at_fpr_1pct`` for 0.01, ``tpr_at_fpr_01pct`` for 0.001, ``tpr_at_fpr_5pct`` for 0.05."""
     return f"tpr_at_fpr_{100 * fpr:g}pct".replace(".", "")
+
+
+def pair_distances(features: np.ndarray, first: np.ndarray, second: np.ndarray, metric: str) -> np.ndarray:
+    """Registry distance between the rows first[i] and second[i] of `features` (n, dim): float64 (n_pairs,).
+
+    Raises:
+        ValueError: unknown metric.
+    """
+    distance = get_distance(metric)
+    features = np.asarray(features, np.float64)
+    return np.array([distance.pairwise(features[a][None], features[b][None])[0, 0] for a, b in zip(first, second)])
+
+
+def pair_roc_auc(features: np.ndarray, labels: np.ndarray, metric: str, n_pairs: int = 2000, seed: int = 0) -> float:
+    """ROC AUC of "same label" pairs against "different label" pairs, scored by −distance.
+
+    Balanced pairs from `make_pairs`; a NaN distance counts as the farthest.
+
+    Raises:
+        ValueError: unknown metric, or too few images for the pairs (see `make_pairs`).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    first, second, is_match = make_pairs(labels, n_pairs, seed=seed)
+    distances = np.nan_to_num(pair_distances(features, first, second, metric), nan=np.inf)
+    return float(roc_auc_score(is_match, -distances))
 
 
 def roc_report(scores: np.ndarray, is_match: np.ndarray, target_fprs: Sequence[float] = (0.01, 0.001)) -> dict:

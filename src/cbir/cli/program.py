@@ -1,0 +1,216 @@
+"""The ``cbir`` command line: datasets, notebook reports, and indexing / searching a folder of images.
+
+    cbir data NAME [DATA_DIR] [--no-download]
+    cbir reports [--profile smoke|default] [--only NOTEBOOK...] [--list] [--update-readme]
+    cbir index IMAGE_DIR --out INDEX_DIR [--backbone efficientnet_lite0] [--pooling gem] [--batch-size 32]
+    cbir search INDEX_DIR QUERY... [-k 5] [--json] [--grid out.png]
+    cbir compare FOLDER [--triplets triplets.csv] [--backbone NAME ...] [--metric NAME ...] [--json]
+
+`index` embeds every image under IMAGE_DIR (recursively) with a pretrained backbone and pooling
+and saves the L2-normalised features, the files' identity (path, size, modification time), the
+settings and a format version (`cbir.indexing`). Re-running it embeds only new or changed files; it
+commits every ``--commit-every`` images, so an interrupted run resumes where it stopped, and holds the
+directory's lock, so two runs on one index take turns. Files that are not images or cannot be decoded
+are reported on stderr, with the reason, and skipped.
+
+`search` embeds each query (an image, or every image in a folder) with the index's own settings
+and prints the k most similar indexed images with a score in [0, 1] (``(1 + cosine) / 2``); with
+``--json``, one JSON object per query and line (JSON Lines).
+
+`compare` scores backbones × distance metrics on (query, positive, negative) triplets of a folder:
+the success rate (p+ closer than p−; ties ½) with a 95 % bootstrap interval, and the pair ROC AUC.
+
+Output contract: stdout carries only results; progress bars, logs and warnings go to stderr
+(``--quiet`` keeps only warnings and errors). Exit status 0 on success, 1 on an error, 2 on a usage
+error. TensorFlow is imported only by the commands that run a model, with its start-up lines silenced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+
+import cbir
+from cbir.cli.commands import command_compare, command_data, command_index, command_reports, command_search
+from cbir.cli.output import Output
+
+__all__ = ["BACKBONE_NAMES", "POOLING_NAMES", "build_parser", "main"]
+
+BACKBONE_NAMES = (
+    "efficientnet_b0",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "inception_v3",
+    "mobilenet_v2",
+    "resnet50",
+    "vgg16",
+    "vgg19",
+)
+POOLING_NAMES = ("crow", "gem", "mac", "rmac", "spoc", "sum")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cbir.data.sources import DATASETS
+
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="cbir", description="Content-based image retrieval with deep learning.")
+    parser.add_argument("--version", action="version", version=f"cbir {cbir.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser(
+        "data", help="locate (or download) a dataset and summarise its splits", formatter_class=formatter
+    )
+    data.add_argument("name", choices=sorted(DATASETS))
+    data.add_argument(
+        "data_dir", nargs="?", default=None, help="where the dataset lies (default: the README's look-up)"
+    )
+    data.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    data.set_defaults(handler=command_data)
+
+    runner = commands.add_parser(
+        "reports", help="run the notebooks with papermill into reports/; update the README", formatter_class=formatter
+    )
+    runner.add_argument("--profile", default="smoke", help="params/<PROFILE>.yaml")
+    runner.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="notebook stems to run")
+    runner.add_argument("--list", action="store_true", help="list the notebooks in run order and exit")
+    runner.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="re-render the README results section from reports/metrics.json and exit",
+    )
+    runner.set_defaults(handler=command_reports)
+
+    index = commands.add_parser(
+        "index", help="embed every image under IMAGE_DIR into an index", formatter_class=formatter
+    )
+    index.add_argument("image_dir", metavar="IMAGE_DIR")
+    index.add_argument("--out", required=True, metavar="INDEX_DIR", help="index directory (created or updated)")
+    index.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        choices=BACKBONE_NAMES,
+        help="pretrained topless CNN (efficientnet_lite0's weights work offline)",
+    )
+    index.add_argument("--layer", default=None, help="backbone layer (default: its last convolutional output)")
+    index.add_argument(
+        "--weights",
+        default="imagenet",
+        choices=["imagenet", "none"],
+        help="ImageNet weights, or none for a random-weight backbone (a baseline)",
+    )
+    index.add_argument(
+        "--pooling", default="gem", choices=POOLING_NAMES, help="pooling of the convolutional map into one vector"
+    )
+    index.add_argument("--gem-p", type=_positive_float, default=3.0, help="GeM exponent")
+    index.add_argument(
+        "--input-size", type=_positive_int, default=None, help="square input size (default: the backbone's)"
+    )
+    index.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
+    index.add_argument(
+        "--commit-every",
+        type=_positive_int,
+        default=1024,
+        help="images embedded between two commits: an interrupted run resumes after the last one",
+    )
+    index.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty directory that holds no index, or rebuild an index that is corrupt "
+        "or was built with other settings (files the index did not write are never deleted)",
+    )
+    index.add_argument(
+        "--lock-timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds to wait for another process writing the same index",
+    )
+    index.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    index.add_argument(
+        "--quiet", action="store_true", help="no progress bars or logs on stderr (warnings and errors stay)"
+    )
+    index.set_defaults(handler=command_index)
+
+    search = commands.add_parser(
+        "search", help="find the indexed images most similar to each query", formatter_class=formatter
+    )
+    search.add_argument("index_dir", metavar="INDEX_DIR")
+    search.add_argument("queries", metavar="QUERY", nargs="+", help="query images or folders of them")
+    search.add_argument("-k", type=_positive_int, default=5, help="results per query")
+    search.add_argument(
+        "--json",
+        action="store_true",
+        help='JSON Lines: one object per query and line, {"query", "results": [{"path", "score"}]}',
+    )
+    search.add_argument("--grid", metavar="PNG", help="also save a figure: each query with its results and scores")
+    search.add_argument("--backbone", default=None, help="refuse the index unless it was built with this backbone")
+    search.add_argument("--pooling", default=None, help="refuse the index unless it was built with this pooling")
+    search.add_argument(
+        "--quiet", action="store_true", help="no progress bars or logs on stderr (warnings and errors stay)"
+    )
+    search.set_defaults(handler=command_search)
+
+    compare = commands.add_parser(
+        "compare", help="success rate and ROC AUC of backbones x metrics on triplets", formatter_class=formatter
+    )
+    compare.add_argument("folder", metavar="FOLDER", help="the database: FOLDER/<class>/**/<image>")
+    compare.add_argument(
+        "--triplets",
+        metavar="CSV",
+        help="query,positive,negative paths relative to FOLDER (default: drawn from the class subfolders)",
+    )
+    compare.add_argument(
+        "--backbone", nargs="+", default=["efficientnet_lite0"], choices=BACKBONE_NAMES, help="backbones to compare"
+    )
+    compare.add_argument(
+        "--metric",
+        nargs="+",
+        default=["sqeuclidean", "cosine", "cityblock", "hamming"],
+        help="distance names of scipy (cbir.retrieval.distances)",
+    )
+    compare.add_argument(
+        "--input-size", type=_positive_int, default=None, help="square input size (default: each backbone's)"
+    )
+    compare.add_argument("--n-triplets", type=_positive_int, default=1000, help="triplets drawn without --triplets")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the triplets and the bootstrap")
+    compare.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
+    compare.add_argument("--json", action="store_true", help='one JSON object: {"n_triplets", "results": [...]}')
+    compare.add_argument("--quiet", action="store_true", help="no progress bars or logs on stderr")
+    compare.set_defaults(handler=command_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``cbir`` command; returns the exit status (argparse exits with 2 on a usage error)."""
+    args = build_parser().parse_args(argv)
+    output = Output(sys.stdout, quiet=getattr(args, "quiet", False))
+    # Anything a library prints to stdout (Keras' bars and download messages) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return args.handler(args, output)
+        except KeyboardInterrupt:
+            output.warn("interrupted")
+            return 130
+        except Exception as error:  # a model's missing weights, a full disk: one line, no traceback
+            from cbir.models.efficientnet_lite import WeightsUnavailableError
+
+            if isinstance(error, (WeightsUnavailableError, OSError)):
+                output.warn(f"error: {error}")
+                return 1
+            raise
