@@ -24,9 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cbir import datasets  # noqa: E402
+from cbir.data.digits import load_digits  # noqa: E402
+from cbir.data.fashion_mnist import load_fashion_mnist  # noqa: E402
+from cbir.data.images import DatasetNotFoundError, ImageSet  # noqa: E402
 from cbir.features import FeatureExtractor  # noqa: E402
-from cbir.models.backbones import get_backbone
+from cbir.models.backbones import get_backbone  # noqa: E402
 
 
 def best_of(repeats: int, function) -> float:
@@ -38,11 +40,11 @@ def best_of(repeats: int, function) -> float:
     return min(timings)
 
 
-def load_images(n: int) -> datasets.ImageSet:
+def load_images(n: int) -> ImageSet:
     try:
-        test = datasets.load_fashion_mnist(download=False)["test"]
-    except datasets.DatasetNotFoundError:
-        test = datasets.load_digits()["all"]
+        test = load_fashion_mnist(download=False)["test"]
+    except DatasetNotFoundError:
+        test = load_digits()["all"]
         print("Fashion-MNIST not found; using scikit-learn digits", file=sys.stderr)
     return test.subset(np.arange(min(n, len(test))))
 

@@ -2,10 +2,12 @@
 
 import re
 
-import tomllib
+import pytest
 import yaml
 
 from cbir import config
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 
 PYPROJECT = config.PROJECT_ROOT / "pyproject.toml"
 ENVIRONMENT = config.PROJECT_ROOT / "environment.yml"

@@ -1,9 +1,11 @@
+import ast
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from cbir import reports
+from cbir import config, reports
 
 
 def test_record_metrics_merges_flat_numbers(isolated_paths):
@@ -91,3 +93,26 @@ def test_update_readme_requires_markers(tmp_path):
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="results markers not found"):
         reports.update_readme(readme)
+
+
+def _parameters(notebook: Path) -> dict:
+    """Name -> default value of the notebook's `parameters` cell (typed literals)."""
+    cell = next(c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    return {
+        node.target.id: ast.literal_eval(node.value)
+        for node in ast.parse(cell.source).body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+
+
+def test_every_profile_value_is_a_notebook_parameter_and_dicts_are_complete():
+    """papermill only warns about unknown names, and replaces a dict parameter whole: a profile key
+    that is not a parameter, or a dict missing some of its keys, would silently change the run."""
+    for profile_path in sorted(config.PARAMS_DIR.glob("*.yaml")):
+        for stem, values in reports.load_profile(profile_path.stem).items():
+            defaults = _parameters(config.NOTEBOOKS_DIR / f"{stem}.ipynb")
+            unknown = sorted(set(values) - set(defaults))
+            assert not unknown, f"{profile_path.name}: {stem} has no parameters {unknown}"
+            for name, value in values.items():
+                if isinstance(defaults[name], dict):
+                    assert set(value) == set(defaults[name]), f"{profile_path.name}: {stem}.{name} keys differ"

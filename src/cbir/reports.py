@@ -78,6 +78,7 @@ def load_profile(name: str, params_dir: Path | None = None) -> dict[str, dict]:
 
 
 def metrics_path() -> Path:
+    """``REPORTS_DIR / "metrics.json"``: the flat record of every notebook's key numbers."""
     return config.REPORTS_DIR / "metrics.json"
 
 

@@ -1,9 +1,7 @@
-import keras
 import numpy as np
 import pytest
 
 from cbir.evaluation import retrieval
-from cbir.models import dlbhc
 from cbir.retrieval import hamming
 from cbir.retrieval import hash_index as index_module
 from cbir.retrieval.exact import exact_search
@@ -151,35 +149,6 @@ def test_precision_within_radius_by_hand():
     # A query with nothing inside the radius scores 0.
     far = hamming.pack_codes(np.array([[1, 1, 1, 0]], bool))
     assert retrieval.precision_within_radius(far, np.array([0]), codes[:2], labels[:2], radius=1) == 0.0
-
-
-def test_hashing_head_latent_in_unit_interval_and_training_lowers_the_loss():
-    from cbir.data.digits import load_digits
-
-    digits = load_digits()["all"]
-    features = digits.images.reshape(len(digits), -1).astype("float32") / 255.0
-    head = dlbhc.build_hashing_head(64, bits=16, hidden_units=(64,), num_classes=10, dropout=0.0)
-    assert set(head.output) == {"latent", "class_probabilities"}
-    head.compile(optimizer=keras.optimizers.Adam(0.01), loss={"class_probabilities": "sparse_categorical_crossentropy"})
-    before = head.evaluate(features, {"class_probabilities": digits.labels}, verbose=0, return_dict=True)["loss"]
-    head.fit(features, {"class_probabilities": digits.labels}, epochs=10, batch_size=64, verbose=0)
-    after = head.evaluate(features, {"class_probabilities": digits.labels}, verbose=0, return_dict=True)["loss"]
-    assert after < 0.5 * before
-    latent = head.predict(features, verbose=0)["latent"]
-    assert latent.shape == (len(digits), 16) and latent.min() >= 0 and latent.max() <= 1
-
-
-def test_full_hashing_model_from_a_backbone():
-    from cbir.models.backbones import get_backbone
-
-    model = dlbhc.build_hashing_model(
-        get_backbone("efficientnet_lite0", weights=None, input_size=32), bits=12, num_classes=3
-    )
-    outputs = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
-    assert outputs["latent"].shape == (2, 12) and outputs["class_probabilities"].shape == (2, 3)
-    assert not [w for w in model.trainable_weights if w.path.startswith(("stem", "block", "head_"))]
-    with pytest.raises(ValueError, match="bits must be in"):
-        dlbhc.build_hashing_head(10, bits=0)
 
 
 @pytest.mark.parametrize("case", ["sample_overestimates", "sample_underestimates", "random"])

@@ -307,7 +307,8 @@ def retrieval_metrics(
         def scores_fn(rows):
             if distance.name == "cosine":
                 return query_features[rows] @ database_features.T
-            return -distance.pairwise(query_features[rows], database_features)
+            values = distance.pairwise(query_features[rows], database_features)
+            return -values if distance.smaller_is_closer else values
 
     levels = np.linspace(0.0, 1.0, curve_points)
     n_queries = len(query_labels)

@@ -94,7 +94,7 @@ def hamming_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest codes in Hamming distance, ties by lower database index.
 
-    A compiled kernel (`cbir._hamming_kernels`, Numba): per group of 8 queries, one
+    A compiled kernel (`cbir.retrieval._hamming_kernels`, Numba): per group of 8 queries, one
     cache-blocked pass of XOR and population count over the database; per query, a guess at the
     k-th distance from a sample, one pass collecting the codes at or below it, and a counting
     sort of those only — O(n_database) per query, no sort of the n distances. Groups run in

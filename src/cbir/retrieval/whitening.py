@@ -23,7 +23,11 @@ class PCAWhitening:
         self.pca = PCA(n_components=dim, whiten=True, random_state=seed)
 
     def fit(self, features: np.ndarray) -> PCAWhitening:
-        """Learn from float features, shape (n, d)."""
+        """Learn the PCA of the L2-normalised rows of float `features`, shape (n, d), n >= `dim`.
+
+        Raises:
+            ValueError: (scikit-learn's) `dim` larger than min(n, d).
+        """
         self.pca.fit(l2_normalize(features))
         return self
 
