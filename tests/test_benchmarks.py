@@ -1,5 +1,6 @@
 """The benchmark scripts still run and print their summary line (on tiny sizes: no timing is judged)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -48,3 +49,15 @@ def test_bench_distances_runs_and_agrees_with_scipy():
     assert completed.returncode == 0, completed.stderr[-3000:]
     last = completed.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"slowest_ratio=[\d.]+ metric=\w+", last), last
+
+
+def test_bench_features_runs(tmp_path):
+    environment = {**os.environ, "CBIR_DATA_DIR": str(tmp_path / "data")}  # its cache lands in tmp_path
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_features.py"), "--images", "24", "--input-size", "32",
+         "--batch-size", "8", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600, env=environment,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"pipeline_vs_bare=[\d.]+ cached_speedup=[\d.]+", last), last
