@@ -79,6 +79,12 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
         "split_sizes.png",
         "augmentation_preview.png",
     } <= figures
+    # Notebook 04: every kind of number for one architecture × metric, its figures.
+    for kind in ("success", "success_easy", "roc_auc", "map"):
+        assert 0.0 <= metrics[f"04_metric_comparison/{kind}_efficientnet_lite0_sqeuclidean"] <= 1.0
+    assert "04_metric_comparison/success_dlbhc48_hamming" in metrics  # notebook 02's head, loaded
+    figures = {p.name for p in (tmp_path / "figures" / "04_metric_comparison").iterdir()}
+    assert {"rank_histograms.png", "heatmap_success.png", "heatmap_roc_auc.png", "heatmap_map.png"} <= figures
 
 
 @pytest.mark.slow

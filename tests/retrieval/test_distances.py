@@ -105,3 +105,44 @@ def test_cosine_through_the_registry_equals_the_default_ranking():
     by_cosine = retrieval_metrics(queries, query_labels, database, labels)
     by_squared_l2 = retrieval_metrics(queries, query_labels, database, labels, metric="sqeuclidean")  # unit rows
     assert by_cosine["map"] == pytest.approx(by_squared_l2["map"], rel=1e-9)
+
+
+# --- identities between metrics (notebook 04 shows them on real features) ------------------------
+
+
+def _ranking(distances: np.ndarray) -> np.ndarray:
+    """Each row's items in order, nearest first, ties by index (a stable sort)."""
+    return np.argsort(distances, axis=1, kind="stable")
+
+
+def test_sqeuclidean_is_the_square_of_euclidean_and_ranks_alike():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(7, 10)), rng.normal(size=(40, 10))
+    squared = distances.pairwise_distances(x, y, "sqeuclidean")
+    plain = distances.pairwise_distances(x, y, "euclidean")
+    np.testing.assert_allclose(squared, plain**2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(squared, _reference(x, y, "euclidean") ** 2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(_ranking(squared), _ranking(_reference(x, y, "euclidean")))
+
+
+def test_cosine_is_half_the_squared_euclidean_distance_of_unit_vectors():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(6, 9)) * 3.0, rng.normal(size=(30, 9))
+    unit_x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    unit_y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    cosine = distances.pairwise_distances(x, y, "cosine")
+    # ‖x̂ − ŷ‖² = 2 − 2 cos(x, y): cosine distance = ‖x̂ − ŷ‖² / 2, a monotone map of Euclidean on unit rows.
+    np.testing.assert_allclose(cosine, _reference(unit_x, unit_y, "sqeuclidean") / 2, atol=1e-12)
+    np.testing.assert_array_equal(_ranking(cosine), _ranking(_reference(unit_x, unit_y, "euclidean")))
+    raw = _ranking(_reference(x, y, "euclidean"))
+    assert not np.array_equal(_ranking(cosine), raw)  # on the raw rows the norms change the ranking
+
+
+def test_correlation_is_the_cosine_of_centred_vectors():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(5, 12)) + 4.0, rng.normal(size=(25, 12)) - 1.0
+    centred_x, centred_y = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    correlation = distances.pairwise_distances(x, y, "correlation")
+    np.testing.assert_allclose(correlation, _reference(centred_x, centred_y, "cosine"), atol=1e-12)
+    np.testing.assert_allclose(correlation, 1 - np.corrcoef(x, y)[:5, 5:], atol=1e-12)  # Pearson, by numpy
+    np.testing.assert_array_equal(_ranking(correlation), _ranking(_reference(centred_x, centred_y, "cosine")))

@@ -282,6 +282,8 @@ def retrieval_metrics(
         ks: cut-offs for precision@k and recall@k (tie-aware).
         map_at: cut-offs for mAP@k (hashing convention, see module docstring).
         exclude_self: the queries are the database (same order); drop each query's own item.
+        normalize: L2-normalise both feature sets first. With False, "cosine" ranks by the raw inner
+            product (pass already normalised features), and other metrics see the raw features.
         curve_points: recall levels of the interpolated precision–recall curve (11: TREC).
         workers: threads evaluating chunks in parallel (default: the number of CPUs); the
             callables must be thread-safe (pure NumPy functions are).

@@ -73,30 +73,47 @@ def _tpr_key(fpr: float) -> str:
     return f"tpr_at_fpr_{100 * fpr:g}pct".replace(".", "")
 
 
-def pair_distances(features: np.ndarray, first: np.ndarray, second: np.ndarray, metric: str) -> np.ndarray:
+def pair_distances(
+    features: np.ndarray, first: np.ndarray, second: np.ndarray, metric: str, chunk_size: int = 32
+) -> np.ndarray:
     """Registry distance between the rows first[i] and second[i] of `features` (n, dim): float64 (n_pairs,).
 
+    Computed as the diagonals of `chunk_size` × `chunk_size` blocks, so a compiled kernel is called
+    n_pairs / chunk_size times rather than once per pair.
+
     Raises:
-        ValueError: unknown metric.
+        ValueError: unknown metric, or `first` and `second` of different lengths.
     """
     distance = get_distance(metric)
+    if len(first) != len(second):
+        raise ValueError(f"need as many first as second rows, got {len(first)} and {len(second)}")
     features = np.asarray(features, np.float64)
-    return np.array([distance.pairwise(features[a][None], features[b][None])[0, 0] for a, b in zip(first, second)])
+    out = np.empty(len(first), np.float64)
+    for start in range(0, len(first), chunk_size):
+        a, b = first[start : start + chunk_size], second[start : start + chunk_size]
+        out[start : start + len(a)] = np.diagonal(distance.pairwise(features[a], features[b]))
+    return out
+
+
+def distance_roc_auc(is_match: np.ndarray, distances: np.ndarray) -> float:
+    """ROC AUC of matches scored by −distance (`roc_auc_score`); a NaN distance (e.g. Dice of two
+    all-zero codes) counts as farther than every finite one."""
+    from sklearn.metrics import roc_auc_score
+
+    distances = np.asarray(distances, np.float64)
+    finite = distances[np.isfinite(distances)]
+    distances = np.where(np.isnan(distances), (finite.max() if finite.size else 0.0) + 1.0, distances)
+    return float(roc_auc_score(is_match, -distances))
 
 
 def pair_roc_auc(features: np.ndarray, labels: np.ndarray, metric: str, n_pairs: int = 2000, seed: int = 0) -> float:
-    """ROC AUC of "same label" pairs against "different label" pairs, scored by −distance.
-
-    Balanced pairs from `make_pairs`; a NaN distance counts as the farthest.
+    """ROC AUC of "same label" pairs against "different label" pairs (`make_pairs`), scored by −distance.
 
     Raises:
         ValueError: unknown metric, or too few images for the pairs (see `make_pairs`).
     """
-    from sklearn.metrics import roc_auc_score
-
     first, second, is_match = make_pairs(labels, n_pairs, seed=seed)
-    distances = np.nan_to_num(pair_distances(features, first, second, metric), nan=np.inf)
-    return float(roc_auc_score(is_match, -distances))
+    return distance_roc_auc(is_match, pair_distances(features, first, second, metric))
 
 
 def roc_report(scores: np.ndarray, is_match: np.ndarray, target_fprs: Sequence[float] = (0.01, 0.001)) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import matplotlib.pyplot as plt
@@ -14,7 +15,8 @@ import pandas as pd
 from cbir.data.images import ImageSet
 from cbir.data.splits import split
 from cbir.evaluation.retrieval import precision_within_radius, retrieval_metrics
-from cbir.experiments.common import metric_columns
+from cbir.experiments.common import gem_features, metric_columns
+from cbir.experiments.model_store import find_model, save_model, training_data_fingerprint
 from cbir.models.dlbhc import build_hashing_head, classifier_view, encode
 from cbir.retrieval.hamming import binarize, hamming_distances, pack_codes
 from cbir.retrieval.hash_index import HashIndex
@@ -85,26 +87,19 @@ def train_hash_heads(
         ValueError: a code length out of [1, 1024], an empty `hidden_units`, or a class too small
             to split.
     """
-    parts = split(database.labels, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
-    database_labels, num_classes = database.labels, len(database.class_names)
     runs = {}
-    train_rows, val_rows = parts["train"], parts["val"]
     for bits in bits_list:
-        keras.utils.set_random_seed(seed)
-        model = build_hashing_head(database_features.shape[1], bits, hidden_units, num_classes, dropout)
-        classifier = classifier_view(model)
-        classifier.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        history = classifier.fit(
-            database_features[train_rows],
-            database_labels[train_rows],
-            validation_data=(database_features[val_rows], database_labels[val_rows]),
+        model, history = train_hash_head(
+            database,
+            database_features,
+            bits,
+            hidden_units=hidden_units,
+            dropout=dropout,
             epochs=epochs,
             batch_size=batch_size,
-            verbose=0,
+            learning_rate=learning_rate,
+            val_fraction=val_fraction,
+            seed=seed,
         )
         database_latent, database_hidden = encode(model, database_features)
         query_latent, query_hidden = encode(model, query_features)
@@ -112,9 +107,123 @@ def train_hash_heads(
             pack_codes(binarize(database_latent)), database_hidden, bits, {**(settings or {}), "bits": bits}
         )
         runs[bits] = HashRun(
-            bits, model, history.history, database_latent, index, pack_codes(binarize(query_latent)), query_hidden
+            bits, model, history, database_latent, index, pack_codes(binarize(query_latent)), query_hidden
         )
     return runs
+
+
+def train_hash_head(
+    database: ImageSet,
+    database_features: np.ndarray,
+    bits: int,
+    *,
+    hidden_units: Sequence[int] = (1024,),
+    dropout: float = 0.3,
+    epochs: int = 12,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """One DLBHC head of `bits` bits, trained as `train_hash_heads` trains each (its arguments):
+    ``keras.utils.set_random_seed(seed)``, then the classifier on the database but a stratified
+    `val_fraction`. The same arguments give the same weights, whatever was trained before.
+
+    Returns:
+        (the hashing head, Keras ``History.history``).
+    """
+    parts = split(database.labels, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    train_rows, val_rows = parts["train"], parts["val"]
+    keras.utils.set_random_seed(seed)
+    model = build_hashing_head(database_features.shape[1], bits, hidden_units, len(database.class_names), dropout)
+    classifier = classifier_view(model)
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    history = classifier.fit(
+        database_features[train_rows],
+        database.labels[train_rows],
+        validation_data=(database_features[val_rows], database.labels[val_rows]),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+    )
+    return model, history.history
+
+
+def hash_head_settings(
+    database: ImageSet,
+    backbone: str,
+    input_size: int,
+    bits: int,
+    *,
+    hidden_units: Sequence[int] = (1024,),
+    dropout: float = 0.3,
+    epochs: int = 12,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict:
+    """What a DLBHC head's weights depend on: the key it is saved under (`cbir.experiments.model_store`).
+
+    Args:
+        database: the training images (fingerprinted with their labels).
+        backbone, input_size: of the GeM features it is trained on.
+        the rest: the keyword arguments of `train_hash_head`, with its defaults.
+    """
+    options = {
+        "hidden_units": list(hidden_units),
+        "dropout": dropout,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "val_fraction": val_fraction,
+        "seed": seed,
+    }
+    return {
+        "data": training_data_fingerprint(database),
+        "n_train": len(database),
+        "backbone": backbone,
+        "input_size": input_size,
+        "pooling": "gem",
+        "bits": bits,
+        **options,
+    }
+
+
+def save_hash_heads(runs: Mapping[int, HashRun], settings_by_bits: Mapping[int, Mapping]) -> dict[int, Path]:
+    """Save each run's head under its settings (`hash_head_settings`): bits → the ``.keras`` path."""
+    return {bits: save_model(run.model, "dlbhc", settings_by_bits[bits]) for bits, run in runs.items()}
+
+
+def load_or_train_hash_head(
+    database: ImageSet, backbone: str, input_size: int, bits: int, **options
+) -> tuple[keras.Model, Path, dict, bool]:
+    """The newest DLBHC head of `bits` bits saved for `database`'s images and labels and these
+    features (by notebook 02, whatever its other settings), or one trained now and saved.
+
+    Training takes the backbone's GeM features of `database` (`gem_features`, cached) and
+    `train_hash_head` with `options` (its keyword arguments; the rest its defaults, which are
+    notebook 02's), which seeds itself: the weights are those notebook 02 gets with the same settings.
+
+    Returns:
+        (head: features (n, dim) → ``latent`` and ``class_probabilities``; its path; its settings
+        (`hash_head_settings`); True when it was loaded).
+    Raises:
+        TypeError: an option `train_hash_head` does not take.
+    """
+    settings = hash_head_settings(database, backbone, input_size, bits, **options)
+    match = {key: settings[key] for key in ("data", "n_train", "backbone", "input_size", "pooling", "bits")}
+    model, path, found = find_model("dlbhc", match)
+    if model is not None:
+        return model, path, found, True
+    (features,) = gem_features(backbone, input_size, database)
+    model, _ = train_hash_head(database, features, bits, **{key: settings[key] for key in _HEAD_ARGUMENTS})
+    return model, save_model(model, "dlbhc", settings), settings, False
+
+
+_HEAD_ARGUMENTS = ("hidden_units", "dropout", "epochs", "batch_size", "learning_rate", "val_fraction", "seed")
 
 
 def near_binary_fraction(activations: np.ndarray, margin: float = 0.1) -> float:

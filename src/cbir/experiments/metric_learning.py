@@ -13,9 +13,11 @@ import pandas as pd
 from cbir import config
 from cbir.data.images import ImageSet
 from cbir.data.pipeline import to_array
+from cbir.data.splits import split
 from cbir.evaluation.retrieval import metric_label
 from cbir.evaluation.verification import choose_threshold, confusion_at_threshold, make_pairs, pair_scores, roc_report
-from cbir.experiments.common import retrieval_table
+from cbir.experiments.common import gem_features, retrieval_table
+from cbir.experiments.model_store import find_model, save_model, training_data_fingerprint
 from cbir.models.backbones import get_backbone
 from cbir.models.embedding import build_embedding_model, build_projection_head, build_siamese_model
 from cbir.models.losses import ActiveTripletFraction, TripletSemiHardLoss
@@ -296,3 +298,102 @@ def summary_metrics(
         "map_backbone": float(retrieval.loc["backbone", metric_label("map")]),
         "n_test_pairs": int(n_test_pairs),
     }
+
+
+EMBEDDING_DEFAULTS = {
+    "head": {"embedding_dim": 128, "hidden_units": 512},
+    "triplet": {"margin": 0.2, "distance": "squared-L2"},
+    "training": {"epochs": 12, "steps_per_epoch": 150, "learning_rate": 1e-3},
+}
+"""The defaults of `build_embedding` (head) and `train_embedding` (triplet loss, training) that
+`embedding_settings` fills in: a setting left out is recorded with the value training uses."""
+
+
+def embedding_settings(
+    train: ImageSet,
+    backbone: str,
+    input_size: int,
+    *,
+    mode: str = "features",
+    trainable_layers: int = 0,
+    head: Mapping | None = None,
+    triplet: Mapping | None = None,
+    pk_batch: Sequence[int] = (10, 16),
+    training: Mapping | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict:
+    """What notebook 03's trained embedding depends on: the key it is saved under (`cbir.experiments.model_store`).
+
+    Args:
+        train: the training images before the validation split (fingerprinted with their labels).
+        the rest: notebook 03's parameters of the same names (``head``: `build_embedding`'s
+            embedding_dim / hidden_units; ``triplet``: margin / distance; ``training``: epochs /
+            steps_per_epoch / learning_rate), each dict completed with `EMBEDDING_DEFAULTS`.
+    """
+    return {
+        "data": training_data_fingerprint(train),
+        "n_train": len(train),
+        "backbone": backbone,
+        "input_size": input_size,
+        "mode": mode,
+        "trainable_layers": trainable_layers,
+        "head": {**EMBEDDING_DEFAULTS["head"], **(head or {})},
+        "triplet": {**EMBEDDING_DEFAULTS["triplet"], **(triplet or {})},
+        "training": {**EMBEDDING_DEFAULTS["training"], **(training or {})},
+        "pk_batch": list(pk_batch),
+        "val_fraction": val_fraction,
+        "seed": seed,
+    }
+
+
+def save_embedding(model: keras.Model, settings: Mapping) -> Path:
+    """Save a trained embedding under its `embedding_settings`; returns the ``.keras`` path."""
+    return save_model(model, "triplet_embedding", settings)
+
+
+def load_or_train_embedding(
+    train: ImageSet, backbone: str, input_size: int, **options
+) -> tuple[keras.Model, Path, dict, bool]:
+    """The newest ``mode="features"`` embedding saved for `train`'s images and labels and these
+    features (by notebook 03, whatever its other settings), or one trained now and saved.
+
+    Trained as notebook 03 trains it, in the same order of random draws: the Keras seed, the
+    backbone's GeM features of `train` (`gem_features`), the stratified validation split, the
+    projection head (`build_embedding`) and `train_embedding`; so the weights are those 03 gets
+    with the same settings.
+
+    Args:
+        options: keyword arguments of `embedding_settings` (head, triplet, pk_batch, training,
+            val_fraction, seed; its defaults are notebook 03's).
+    Returns:
+        (model: cached features (n, dim) → unit embeddings; its path; its settings; True when loaded).
+    Raises:
+        ValueError: options with another mode than ``"features"``.
+    """
+    settings = embedding_settings(train, backbone, input_size, **options)
+    if settings["mode"] != "features":
+        raise ValueError(f"only a 'features' embedding can be trained here, got mode {settings['mode']!r}")
+    match = {key: settings[key] for key in ("data", "n_train", "backbone", "input_size", "mode")}
+    model, path, found = find_model("triplet_embedding", match)
+    if model is not None:
+        return model, path, found, True
+    keras.utils.set_random_seed(settings["seed"])
+    (features,) = gem_features(backbone, input_size, train)
+    parts = split(train.labels, val_fraction=settings["val_fraction"], test_fraction=0.0, seed=settings["seed"])
+    inputs = {"train": features[parts["train"]], "validation": features[parts["val"]]}
+    sets = {"train": train.subset(parts["train"]), "validation": train.subset(parts["val"])}
+    model, inputs = build_embedding(
+        "features", inputs, sets, backbone=backbone, input_size=input_size, **settings["head"]
+    )
+    train_embedding(
+        model,
+        inputs,
+        sets["train"],
+        sets["validation"],
+        pk_batch=settings["pk_batch"],
+        seed=settings["seed"],
+        **settings["triplet"],
+        **settings["training"],
+    )
+    return model, save_embedding(model, settings), settings, False
