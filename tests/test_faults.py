@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -654,3 +655,33 @@ def test_class_folder_tree_reports_loose_files_and_broken_class_links(tmp_path):
     reasons = {Path(s.path).name: s.reason for s in skipped}
     assert reasons["loose.png"].startswith("not in a class subfolder")
     assert reasons["birds"].startswith("broken symlink")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(settings={}), "field 'settings.backbone' must be one of"),
+        (lambda m: m["settings"].update(pooling="bogus"), "field 'settings.pooling' must be null or one of"),
+        (lambda m: m["settings"].update(input_size=[100000, 100000]), r"field 'settings.input_size' must be"),
+        (lambda m: m["settings"].update(pooling_options={"p": float("nan")}), "field 'settings.pooling_options'"),
+        (
+            lambda m: m["settings"].update(backbone="efficientnet_lite0", layer="head_activation"),
+            "holds 512-D features but its settings give 1280-D ones",
+        ),
+    ],
+)
+def test_a_hand_edited_manifest_gives_a_message_not_a_traceback(tmp_path, capsys, isolated_paths, edit, message):
+    images = _folder(tmp_path / "images", 2)
+    out = tmp_path / "index"
+    assert _cli(capsys, "index", images, "--out", out, *FAST)[0] == 0
+    manifest = json.loads((out / "index.json").read_text())
+    edit(manifest)
+    (out / "index.json").write_text(json.dumps(manifest))
+    code, stdout, err = _cli(capsys, "search", out, images / "image_000.png")
+    assert code == 1 and stdout == "" and re.search(message, err), err
+
+
+def test_a_deeply_nested_manifest_is_an_index_format_error(tmp_path):
+    (tmp_path / "index.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(IndexFormatError, match="unreadable index manifest"):
+        FeatureIndex.load(tmp_path)

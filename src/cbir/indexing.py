@@ -86,8 +86,48 @@ def extractor_settings(
     }
 
 
+MAX_INPUT_SIZE = 2048  # pixels a side: settings asking for more are refused rather than run out of memory
+
+
+def check_extractor_settings(settings: object, source: str = "settings") -> None:
+    """Refuse settings that do not describe a feature extractor (e.g. a hand-edited index.json).
+
+    Raises:
+        IndexFormatError: naming `source` and the field that is wrong.
+    """
+    from cbir.models.pooling import POOLINGS
+
+    def fail(field: str, expected: str, value: object) -> IndexFormatError:
+        return IndexFormatError(f"{source}: field 'settings.{field}' must be {expected}, got {value!r}")
+
+    if not isinstance(settings, dict):
+        raise IndexFormatError(f"{source}: field 'settings' must be an object, got {settings!r}")
+    if settings.get("backbone") not in BACKBONES:
+        raise fail("backbone", f"one of {sorted(BACKBONES)}", settings.get("backbone"))
+    if settings.get("weights") not in ("imagenet", None):
+        raise fail("weights", "'imagenet' or null", settings.get("weights"))
+    if not isinstance(settings.get("layer"), str):
+        raise fail("layer", "a layer name", settings.get("layer"))
+    if settings.get("pooling") is not None and settings.get("pooling") not in POOLINGS:
+        raise fail("pooling", f"null or one of {sorted(POOLINGS)}", settings.get("pooling"))
+    size = settings.get("input_size")
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(type(s) is int and 8 <= s <= MAX_INPUT_SIZE for s in size)
+    ):
+        raise fail("input_size", f"[height, width] in [8, {MAX_INPUT_SIZE}]", size)
+    options = settings.get("pooling_options", {})
+    if not isinstance(options, dict) or any(
+        not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0 for v in options.values()
+    ):
+        raise fail("pooling_options", "an object of positive finite numbers", options)
+
+
 def make_extractor(settings: dict, batch_size: int = 32) -> FeatureExtractor:
-    """The feature extractor that `settings` (from `extractor_settings`) describe."""
+    """The feature extractor that `settings` (from `extractor_settings`) describe.
+
+    Raises:
+        ValueError: a layer the backbone does not offer (from `get_backbone`).
+    """
     backbone = get_backbone(
         settings["backbone"],
         layer=settings["layer"],
@@ -219,6 +259,18 @@ def search_folder_index(
     Returns:
         (scores, indices), each (len(queries), min(k, len(index))): scores float32 in [0, 1] (``(1 +
         cos) / 2``), indices int64 into ``index.entries``, best first.
+    Raises:
+        IndexFormatError: the index's settings describe no extractor, or one whose features have
+            another width than the index's.
     """
-    extractor = make_extractor(index.settings, batch_size)
+    check_extractor_settings(index.settings, "the index's manifest")
+    try:
+        extractor = make_extractor(index.settings, batch_size)
+    except ValueError as error:
+        raise IndexFormatError(f"the index's settings describe no usable extractor: {error}") from error
+    if extractor.dim != index.features.shape[1]:
+        raise IndexFormatError(
+            f"the index holds {index.features.shape[1]}-D features but its settings give {extractor.dim}-D ones "
+            "(an inconsistent index): rebuild it with `cbir index --force`"
+        )
     return index.search(embed_files(extractor, queries, progress), k=k)

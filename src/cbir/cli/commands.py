@@ -107,7 +107,11 @@ def command_search(args, output: Output) -> int:
     import_tensorflow_quietly()
     from cbir.indexing import search_folder_index
 
-    scores, indices = search_folder_index(index, readable, k=args.k, progress=not args.quiet)
+    try:
+        scores, indices = search_folder_index(index, readable, k=args.k, progress=not args.quiet)
+    except IndexFormatError as error:
+        output.warn(f"error: {args.index_dir}: {error}")
+        return 1
     for query, row_scores, row_indices in zip(readable, scores, indices):
         results = [
             {"path": index.entries[i]["path"], "score": round(float(s), 6)} for s, i in zip(row_scores, row_indices)

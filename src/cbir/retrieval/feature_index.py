@@ -200,8 +200,8 @@ def _read_manifest(directory: Path) -> dict:
         raise IndexFormatError(f"{directory} is not a cbir index (no {MANIFEST_NAME}); create one with `cbir index`")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IndexFormatError(f"{path}: unreadable index manifest ({error})") from error
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise IndexFormatError(f"{path}: unreadable index manifest ({type(error).__name__}: {error})") from error
     if not isinstance(manifest, dict):
         raise _fail(path, "(top level)", "a JSON object", manifest)
     version = manifest.get("format_version")
