@@ -23,6 +23,7 @@ from cbir.data.images import ImageSet, SkippedFile, list_image_files, readable_i
 from cbir.data.pipeline import DECODE_HEADROOM
 from cbir.features import FeatureExtractor
 from cbir.models.backbones import BACKBONES, get_backbone
+from cbir.models.pooling import POOLINGS
 from cbir.retrieval.feature_index import FeatureIndex, is_index
 from cbir.retrieval.ranking import l2_normalize
 from cbir.retrieval.storage import IndexFormatError, index_lock, remove_stale_temporaries
@@ -95,8 +96,6 @@ def check_extractor_settings(settings: object, source: str = "settings") -> None
     Raises:
         IndexFormatError: naming `source` and the field that is wrong.
     """
-    from cbir.models.pooling import POOLINGS
-
     def fail(field: str, expected: str, value: object) -> IndexFormatError:
         return IndexFormatError(f"{source}: field 'settings.{field}' must be {expected}, got {value!r}")
 
