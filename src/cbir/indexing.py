@@ -96,6 +96,7 @@ def check_extractor_settings(settings: object, source: str = "settings") -> None
     Raises:
         IndexFormatError: naming `source` and the field that is wrong.
     """
+
     def fail(field: str, expected: str, value: object) -> IndexFormatError:
         return IndexFormatError(f"{source}: field 'settings.{field}' must be {expected}, got {value!r}")
 
