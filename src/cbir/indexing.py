@@ -26,7 +26,7 @@ from cbir.models.backbones import BACKBONES, get_backbone
 from cbir.models.pooling import POOLINGS
 from cbir.retrieval.feature_index import FeatureIndex, is_index
 from cbir.retrieval.ranking import l2_normalize
-from cbir.retrieval.storage import IndexFormatError, index_lock, remove_stale_temporaries
+from cbir.retrieval.storage import IndexFormatError, index_lock, is_index_file, remove_stale_temporaries
 
 Log = Callable[[str], None]
 
@@ -156,7 +156,7 @@ def _check_output_directory(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise IndexingError(f"--out {out} is a file; expected a directory for the index")
     if out.is_dir() and not is_index(out) and not force:
-        foreign = [p.name for p in out.iterdir() if p.name != "index.lock"]
+        foreign = [p.name for p in out.iterdir() if not is_index_file(p.name)]  # another writer's files are not foreign
         if foreign:
             raise IndexingError(
                 f"{out} is not empty and holds no cbir index ({len(foreign)} entries, e.g. {foreign[0]!r}); "

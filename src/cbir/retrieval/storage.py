@@ -92,6 +92,13 @@ def index_lock(directory: Path, timeout: float = 600.0, log=None) -> Iterator[No
         lock.release()
 
 
+def is_index_file(name: str) -> bool:
+    """Whether a file name is one an index writes: its lock, manifest, shards or their temporaries."""
+    return name in (LOCK_NAME, "index.json") or bool(
+        _TEMPORARY.match(name) or re.fullmatch(r"features-[0-9a-f]+\.npy", name)
+    )
+
+
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Delete the temporaries that killed writers left in `directory`; call only under `index_lock`."""
     removed = []
