@@ -61,3 +61,16 @@ def test_bench_features_runs(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     last = completed.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"pipeline_vs_bare=[\d.]+ cached_speedup=[\d.]+", last), last
+
+
+def test_bench_indexes_runs_and_prints_its_summary():
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_indexes.py"), "--n", "4000", "--dim", "16", "--queries", "20",
+         "--centres", "20"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"best_index=(\w+) qps_ratio_at_recall95=([\d.]+)", last)
+    assert match, last
+    assert "exact" in completed.stdout and "hnsw_m32" in completed.stdout  # every index has a row

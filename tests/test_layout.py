@@ -17,6 +17,7 @@ LAYERS = [
     "evaluation",
     "data",
     "testing",
+    "descriptors",
     "models",
     "features",
     "viz",
@@ -55,10 +56,10 @@ def _cbir_imports(tree):
                     yield node, [alias.name]
 
 
-def test_retrieval_and_evaluation_import_no_tensorflow():
+def test_retrieval_evaluation_and_descriptors_import_no_tensorflow():
     script = (
-        "import importlib, pkgutil, sys, cbir.retrieval, cbir.evaluation\n"
-        "for package in (cbir.retrieval, cbir.evaluation):\n"
+        "import importlib, pkgutil, sys, cbir.retrieval, cbir.evaluation, cbir.descriptors\n"
+        "for package in (cbir.retrieval, cbir.evaluation, cbir.descriptors):\n"
         "    for module in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         "        importlib.import_module(module.name)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))"
@@ -103,6 +104,6 @@ def test_no_cbir_import_inside_a_function_outside_the_cli():
 
 
 def test_every_layer_is_a_package_with_a_docstring():
-    for layer in ("data", "models", "retrieval", "evaluation", "viz", "experiments", "cli"):
+    for layer in ("data", "descriptors", "models", "retrieval", "evaluation", "viz", "experiments", "cli"):
         init = PACKAGE / layer / "__init__.py"
         assert init.is_file() and ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), layer

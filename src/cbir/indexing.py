@@ -1,7 +1,9 @@
 """Index a folder of images and search it: the library behind ``cbir index`` and ``cbir search``.
 
-`index_folder` embeds every image under a folder with a backbone + pooling and keeps the result in
-a `cbir.retrieval.feature_index.FeatureIndex` directory. It holds the directory's lock for the whole
+`index_folder` embeds every image under a folder with a backbone + pooling, or describes it with a
+classic descriptor (`cbir.folder_descriptors`), and keeps the result in a
+`cbir.retrieval.feature_index.FeatureIndex` directory, with an optional ANN structure beside it
+(`cbir.index_structures`). It holds the directory's lock for the whole
 read-modify-write (a second writer waits, then sees the first one's result), re-embeds only new or
 changed files, and commits every `commit_every` images, so that an interrupted run loses at most one
 chunk and the next run resumes after the last commit. `search_folder_index` embeds queries with the
@@ -22,6 +24,13 @@ import numpy as np
 from cbir.data.images import ImageSet, SkippedFile, list_image_files, readable_images
 from cbir.data.pipeline import DECODE_HEADROOM
 from cbir.features import FeatureExtractor
+from cbir.folder_descriptors import (
+    FIT_SAMPLE,
+    DescriptorExtractor,
+    check_descriptor_settings,
+    is_descriptor_settings,
+)
+from cbir.index_structures import refresh_structure, search_index
 from cbir.models.backbones import BACKBONES, get_backbone
 from cbir.models.pooling import POOLINGS
 from cbir.retrieval.feature_index import FeatureIndex, is_index
@@ -102,6 +111,9 @@ def check_extractor_settings(settings: object, source: str = "settings") -> None
 
     if not isinstance(settings, dict):
         raise IndexFormatError(f"{source}: field 'settings' must be an object, got {settings!r}")
+    if is_descriptor_settings(settings):
+        check_descriptor_settings(settings, source)
+        return
     if settings.get("backbone") not in BACKBONES:
         raise fail("backbone", f"one of {sorted(BACKBONES)}", settings.get("backbone"))
     if settings.get("weights") not in ("imagenet", None):
@@ -140,8 +152,13 @@ def make_extractor(settings: dict, batch_size: int = 32) -> FeatureExtractor:
     return FeatureExtractor(backbone, pooling=pooling, pooling_options=options, batch_size=batch_size)
 
 
-def embed_files(extractor: FeatureExtractor, paths: Sequence[Path], progress: bool = True) -> np.ndarray:
-    """L2-normalised features of image files, float32 (len(paths), dim), in order (no cache)."""
+def embed_files(
+    extractor: FeatureExtractor | DescriptorExtractor, paths: Sequence[Path], progress: bool = True
+) -> np.ndarray:
+    """Features of image files, float32 (len(paths), dim), in order (no cache): a CNN's L2-normalised,
+    a descriptor's as it makes them (normalised as its distance expects)."""
+    if isinstance(extractor, DescriptorExtractor):
+        return extractor.embed(paths, progress)
     image_set = ImageSet(labels=np.full(len(paths), -1, np.int64), class_names=(), paths=tuple(map(str, paths)))
     return l2_normalize(extractor.extract(image_set, cache=False, progress=progress))
 
@@ -188,11 +205,16 @@ def index_folder(
     lock_timeout: float = 600.0,
     progress: bool = True,
     log: Log = lambda message: None,
+    structure: str = "flat",
+    structure_params: dict | None = None,
 ) -> IndexReport:
     """Create or update the index of every image under `image_dir` in the directory `out`.
 
     Args:
-        settings: from `extractor_settings`; an existing index must have been built with them.
+        settings: from `extractor_settings` or `cbir.folder_descriptors.descriptor_settings`; an
+            existing index must have been built with them.
+        structure: ``flat`` (exact search) or an ANN structure of `cbir.index_structures.STRUCTURES`,
+            (re)built after the last commit; structure_params: its construction parameters.
         commit_every: images embedded between two commits (the unit of resumption), >= 1.
         force: write into a non-empty directory that holds no index, or rebuild an index that is
             corrupt or was built with other settings.
@@ -232,8 +254,10 @@ def index_folder(
         else:
             kept = previous.features[keep_rows] if previous is not None else np.empty((0, 0), np.float32)
             index = FeatureIndex(settings, [previous.entries[r] for r in keep_rows] if previous else [], kept)
+            if previous is not None and "descriptor" in previous.attachments:
+                index.attachments = {"descriptor": previous.attachments["descriptor"]}  # fitted once, kept
             index.save(out)
-        extractor = make_extractor(settings, batch_size) if to_embed else None
+        extractor = _extractor_for(index, out, settings, to_embed, batch_size, progress, log) if to_embed else None
         for start in range(0, len(to_embed), commit_every):
             readable, unreadable = readable_images(to_embed[start : start + commit_every])
             report.skipped += unreadable
@@ -242,35 +266,96 @@ def index_folder(
                 report.embedded += len(readable)
             if len(to_embed) > commit_every:
                 log(f"committed {min(start + commit_every, len(to_embed))}/{len(to_embed)} new images to {out}")
+        refresh_structure(index, out, structure, structure_params, log)
     report.n_images = len(index)
     if len(index) > 1 and np.ptp(index.features, axis=0).max() == 0:
         report.warnings.append(
-            f"all {len(index)} features are identical: this backbone ({settings['backbone']}, weights "
-            f"{settings['weights']}) does not tell these images apart; scores will all be 1.0"
+            f"all {len(index)} features are identical: {_describe(settings)} does not tell these images apart; "
+            "scores will all be 1.0"
         )
     return report
 
 
+def _describe(settings: dict) -> str:
+    if is_descriptor_settings(settings):
+        return f"the {settings['features']} descriptor"
+    return f"this backbone ({settings['backbone']}, weights {settings['weights']})"
+
+
+def _extractor_for(
+    index: FeatureIndex,
+    out: Path,
+    settings: dict,
+    to_embed: list[Path],
+    batch_size: int,
+    progress: bool,
+    log: Log,
+) -> FeatureExtractor | DescriptorExtractor:
+    """The extractor of an indexing run; a descriptor is fitted on this run's images the first time
+    and its state attached, or loaded from the attachment."""
+    if not is_descriptor_settings(settings):
+        return make_extractor(settings, batch_size)
+    state = index.attachment_path(out, "descriptor")
+    if state is not None:
+        return DescriptorExtractor.load(settings, state)
+    readable, _ = readable_images(to_embed)
+    if not readable:
+        return DescriptorExtractor(settings)
+    log(f"fitting {settings['features']} on {min(len(readable), FIT_SAMPLE)} images")
+    extractor = DescriptorExtractor(settings).fit(readable, progress=progress)
+    index.attach(out, "descriptor", extractor.save, {"fitted_on": min(len(readable), FIT_SAMPLE)})
+    return extractor
+
+
 def search_folder_index(
-    index: FeatureIndex, queries: Sequence[Path], k: int = 5, batch_size: int = 32, progress: bool = True
+    index: FeatureIndex,
+    queries: Sequence[Path],
+    k: int = 5,
+    batch_size: int = 32,
+    progress: bool = True,
+    directory: str | os.PathLike | None = None,
+    search_params: dict | None = None,
+    exact: bool = False,
+    log: Log = lambda message: None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed readable query images with the index's settings and search them.
 
+    Args:
+        directory: where `index` was loaded from: its attachments (a fitted descriptor, an ANN
+            structure) are read there; None searches the features exactly (CNN features only).
+        search_params: the ANN structure's search parameters (`cbir.index_structures.search_index`).
+        exact: search the features exactly even when an ANN structure is attached.
     Returns:
-        (scores, indices), each (len(queries), min(k, len(index))): scores float32 in [0, 1] (``(1 +
-        cos) / 2``), indices int64 into ``index.entries``, best first.
+        (scores, indices), each (len(queries), min(k, len(index))): scores float32 in [0, 1] (the index's
+        distance mapped by `cbir.retrieval.distances`; ``(1 + cos) / 2`` for CNN features), indices int64
+        into ``index.entries``, best first.
     Raises:
-        IndexFormatError: the index's settings describe no extractor, or one whose features have
-            another width than the index's.
+        IndexFormatError: the index's settings describe no extractor, one whose features have another
+            width than the index's, or an attachment is missing or corrupt.
+        ValueError: a search parameter the structure does not take.
     """
     check_extractor_settings(index.settings, "the index's manifest")
-    try:
-        extractor = make_extractor(index.settings, batch_size)
-    except ValueError as error:
-        raise IndexFormatError(f"the index's settings describe no usable extractor: {error}") from error
-    if extractor.dim != index.features.shape[1]:
+    if is_descriptor_settings(index.settings):
+        state = index.attachment_path(directory, "descriptor") if directory is not None else None
+        if state is None:
+            raise IndexFormatError("the index has no fitted descriptor attached: rebuild it with `cbir index --force`")
+        extractor = DescriptorExtractor.load(index.settings, state)
+    else:
+        try:
+            extractor = make_extractor(index.settings, batch_size)
+        except ValueError as error:
+            raise IndexFormatError(f"the index's settings describe no usable extractor: {error}") from error
+        if extractor.dim != index.features.shape[1]:
+            raise IndexFormatError(
+                f"the index holds {index.features.shape[1]}-D features but its settings give {extractor.dim}-D ones "
+                "(an inconsistent index): rebuild it with `cbir index --force`"
+            )
+    query_features = embed_files(extractor, queries, progress)
+    if query_features.shape[1] != index.features.shape[1]:
         raise IndexFormatError(
-            f"the index holds {index.features.shape[1]}-D features but its settings give {extractor.dim}-D ones "
-            "(an inconsistent index): rebuild it with `cbir index --force`"
+            f"the index holds {index.features.shape[1]}-D features but its descriptor gives "
+            f"{query_features.shape[1]}-D ones: rebuild it with `cbir index --force`"
         )
-    return index.search(embed_files(extractor, queries, progress), k=k)
+    if directory is None:
+        return index.search(query_features, k=k)
+    return search_index(index, Path(directory), query_features, k, search_params, exact, log)

@@ -19,9 +19,10 @@ def _reference(x, y, name):
 
 
 BOOLEAN_ONLY = {"dice", "matching", "rogerstanimoto", "russellrao", "sokalsneath", "yule"}  # scipy: booleans
+NOT_SCIPY = {"chi2", "intersection"}  # histogram distances scipy lacks: checked against loops below
 
 
-@pytest.mark.parametrize("name", sorted(set(distances.DISTANCES) - BOOLEAN_ONLY))
+@pytest.mark.parametrize("name", sorted(set(distances.DISTANCES) - BOOLEAN_ONLY - NOT_SCIPY))
 def test_every_registry_distance_matches_scipy_on_floats(name):
     rng = np.random.default_rng(0)
     x, y = rng.random((7, 12)), rng.random((5, 12))  # non-negative: jensenshannon needs it
@@ -41,6 +42,29 @@ def test_boolean_registry_distances_match_scipy(name):
     np.testing.assert_allclose(distances.pairwise_distances(x, y, name), expected, atol=1e-10, equal_nan=True)
 
 
+def _histograms(rng, n, bins=10):
+    counts = rng.integers(0, 5, (n, bins)).astype(np.float64)
+    counts[0, :5] = 0.0  # empty bins on both sides: chi2's 0 / 0 terms
+    counts[:, 0] = 0.0
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def test_histogram_distances_match_a_python_loop_and_a_hand_case():
+    rng = np.random.default_rng(3)
+    x, y = _histograms(rng, 6), _histograms(rng, 4)
+    chi2 = [[0.5 * sum((a - b) ** 2 / (a + b) for a, b in zip(u, v) if a + b > 0) for v in y] for u in x]
+    intersection = [[1.0 - sum(min(a, b) for a, b in zip(u, v)) for v in y] for u in x]
+    np.testing.assert_allclose(distances.pairwise_distances(x, y, "chi2"), chi2, atol=1e-12)
+    np.testing.assert_allclose(distances.pairwise_distances(x, y, "intersection"), intersection, atol=1e-12)
+    # By hand: (0.5, 0.5, 0) vs (0, 0.5, 0.5): chi2 = ½ (0.25/0.5 + 0 + 0.25/0.5) = 0.5; overlap 0.5.
+    a, b = np.array([[0.5, 0.5, 0.0]]), np.array([[0.0, 0.5, 0.5]])
+    assert distances.pairwise_distances(a, b, "chi2")[0, 0] == pytest.approx(0.5)
+    assert distances.pairwise_distances(a, b, "intersection")[0, 0] == pytest.approx(0.5)
+    assert distances.pairwise_distances(a, a, "chi2")[0, 0] == 0.0
+    disjoint = np.array([[0.0, 0.0, 1.0]])
+    assert distances.pairwise_distances(a, disjoint, "chi2")[0, 0] == pytest.approx(1.0)  # the maximum
+
+
 def test_braycurtis_of_two_zero_rows_is_nan_like_scipy():
     zeros = np.zeros((1, 3))
     with np.errstate(invalid="ignore"):
@@ -50,8 +74,8 @@ def test_braycurtis_of_two_zero_rows_is_nan_like_scipy():
 
 def test_scores_lie_in_unit_interval_and_decrease_with_distance():
     for name, distance in distances.DISTANCES.items():
-        if name in ("hamming", "jaccard", "dice"):
-            d = np.array([0.0, 0.5, 1.0])  # fractions
+        if name in ("hamming", "jaccard", "dice", "chi2", "intersection"):
+            d = np.array([0.0, 0.5, 1.0])  # fractions (the histogram distances of L1-normalised histograms)
         elif name in ("cosine", "correlation"):
             d = np.array([0.0, 0.5, 1.0, 2.0])
         else:

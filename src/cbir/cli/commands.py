@@ -17,17 +17,21 @@ def _skipped(output: Output, skipped, what: str = "skipped") -> None:
 
 def command_index(args, output: Output) -> int:
     import_tensorflow_quietly()
+    from cbir.folder_descriptors import FOLDER_DESCRIPTORS, descriptor_settings
     from cbir.indexing import IndexingError, extractor_settings, index_folder
     from cbir.retrieval.storage import IndexFormatError
 
-    settings = extractor_settings(
-        args.backbone,
-        args.layer,
-        None if args.weights == "none" else args.weights,
-        args.pooling,
-        args.gem_p,
-        args.input_size,
-    )
+    if args.features in FOLDER_DESCRIPTORS:
+        settings = descriptor_settings(args.features, args.image_size)
+    else:
+        settings = extractor_settings(
+            args.features or args.backbone,
+            args.layer,
+            None if args.weights == "none" else args.weights,
+            args.pooling,
+            args.gem_p,
+            args.input_size,
+        )
     try:
         report = index_folder(
             args.image_dir,
@@ -39,15 +43,21 @@ def command_index(args, output: Output) -> int:
             lock_timeout=args.lock_timeout,
             progress=not args.quiet,
             log=output.info,
+            structure=args.structure,
+            structure_params=dict(args.index_param),
         )
     except (IndexingError, IndexFormatError, FileNotFoundError) as error:
         output.warn(f"error: {error}")
+        return 1
+    except ValueError as error:  # a parameter the structure does not take, or an impossible value
+        output.warn(f"error: --index {args.structure}: {error}")
         return 1
     _skipped(output, report.skipped)
     for warning in report.warnings:
         output.warn(f"warning: {warning}")
     summary = {
         "index": str(report.directory),
+        "structure": args.structure,
         "images": report.n_images,
         "embedded": report.embedded,
         "unchanged": report.unchanged,
@@ -108,13 +118,27 @@ def command_search(args, output: Output) -> int:
     from cbir.indexing import search_folder_index
 
     try:
-        scores, indices = search_folder_index(index, readable, k=args.k, progress=not args.quiet)
+        scores, indices = search_folder_index(
+            index,
+            readable,
+            k=args.k,
+            progress=not args.quiet,
+            directory=args.index_dir,
+            search_params=dict(args.search_param),
+            exact=args.exact,
+            log=output.info,
+        )
     except IndexFormatError as error:
         output.warn(f"error: {args.index_dir}: {error}")
         return 1
+    except ValueError as error:
+        output.warn(f"error: --search-param: {error}")
+        return 1
     for query, row_scores, row_indices in zip(readable, scores, indices):
         results = [
-            {"path": index.entries[i]["path"], "score": round(float(s), 6)} for s, i in zip(row_scores, row_indices)
+            {"path": index.entries[i]["path"], "score": round(float(s), 6)}
+            for s, i in zip(row_scores, row_indices)
+            if i >= 0  # an ANN structure may find fewer than k
         ]
         if args.json:
             output.result(json.dumps({"query": str(query), "results": results}))

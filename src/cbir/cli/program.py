@@ -2,19 +2,24 @@
 
     cbir data NAME [DATA_DIR] [--no-download]
     cbir reports [--profile smoke|default] [--only NOTEBOOK...] [--list] [--update-readme]
-    cbir index IMAGE_DIR --out INDEX_DIR [--backbone efficientnet_lite0] [--pooling gem] [--batch-size 32]
-    cbir search INDEX_DIR QUERY... [-k 5] [--json] [--grid out.png]
+    cbir index IMAGE_DIR --out INDEX_DIR [--features efficientnet_lite0|hog|sift_vlad|...] [--pooling gem]
+               [--index flat|hnsw|ivfpq|binary] [--index-param KEY=VALUE ...]
+    cbir search INDEX_DIR QUERY... [-k 5] [--json] [--grid out.png] [--search-param KEY=VALUE ...] [--exact]
     cbir compare FOLDER [--triplets triplets.csv] [--backbone NAME ...] [--metric NAME ...] [--json]
 
-`index` embeds every image under IMAGE_DIR (recursively) with a pretrained backbone and pooling
-and saves the L2-normalised features, the files' identity (path, size, modification time), the
-settings and a format version (`cbir.indexing`). Re-running it embeds only new or changed files; it
-commits every ``--commit-every`` images, so an interrupted run resumes where it stopped, and holds the
-directory's lock, so two runs on one index take turns. Files that are not images or cannot be decoded
-are reported on stderr, with the reason, and skipped.
+`index` embeds every image under IMAGE_DIR (recursively) with a pretrained backbone and pooling, or
+describes it with a classic descriptor (colour histogram, HOG, LBP, dense SIFT + BoW / VLAD / Fisher
+vector; its vocabulary fitted on the folder's images), and saves the features, the files' identity
+(path, size, modification time), the settings and a format version (`cbir.indexing`); ``--index`` adds
+an ANN structure (HNSW, IVF-PQ, or ITQ codes searched in two phases) that `search` then uses
+(`cbir.index_structures`). Re-running it embeds only new or changed files; it commits every
+``--commit-every`` images, so an interrupted run resumes where it stopped, and holds the directory's
+lock, so two runs on one index take turns. Files that are not images or cannot be decoded are reported
+on stderr, with the reason, and skipped.
 
 `search` embeds each query (an image, or every image in a folder) with the index's own settings
-and prints the k most similar indexed images with a score in [0, 1] (``(1 + cosine) / 2``); with
+and prints the k most similar indexed images with a score in [0, 1] (``(1 + cosine) / 2`` for CNN
+features; the descriptor's distance mapped to [0, 1] by `cbir.retrieval.distances` otherwise); with
 ``--json``, one JSON object per query and line (JSON Lines).
 
 `compare` scores backbones × distance metrics on (query, positive, negative) triplets of a folder:
@@ -36,7 +41,7 @@ import cbir
 from cbir.cli.commands import command_compare, command_data, command_index, command_reports, command_search
 from cbir.cli.output import Output
 
-__all__ = ["BACKBONE_NAMES", "POOLING_NAMES", "build_parser", "main"]
+__all__ = ["BACKBONE_NAMES", "DESCRIPTOR_NAMES", "POOLING_NAMES", "STRUCTURE_NAMES", "build_parser", "main"]
 
 BACKBONE_NAMES = (
     "efficientnet_b0",
@@ -50,6 +55,21 @@ BACKBONE_NAMES = (
     "vgg19",
 )
 POOLING_NAMES = ("crow", "gem", "mac", "rmac", "spoc", "sum")
+DESCRIPTOR_NAMES = ("color_hist", "hog", "lbp", "sift_bow", "sift_vlad", "sift_fisher")
+STRUCTURE_NAMES = ("flat", "hnsw", "ivfpq", "binary")
+
+
+def _key_value(text: str) -> tuple[str, int | float | str]:
+    """``KEY=VALUE`` → (key, value as int, float or text)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. ef_search=256), got {text!r}")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            continue
+    return key, value
 
 
 def _positive_int(text: str) -> int:
@@ -108,6 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKBONE_NAMES,
         help="pretrained topless CNN (efficientnet_lite0's weights work offline)",
     )
+    index.add_argument(
+        "--features",
+        default=None,
+        choices=BACKBONE_NAMES + DESCRIPTOR_NAMES,
+        help="a backbone (as --backbone) or a classic descriptor (default: --backbone)",
+    )
+    index.add_argument(
+        "--image-size", type=_positive_int, default=128, help="square side the classic descriptors see, in pixels"
+    )
+    index.add_argument(
+        "--index",
+        dest="structure",
+        default="flat",
+        choices=STRUCTURE_NAMES,
+        help="search structure: exact (flat), HNSW graph, IVF-PQ with exact re-ranking, or ITQ codes + re-ranking",
+    )
+    index.add_argument(
+        "--index-param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a construction parameter of --index (hnsw: M, ef_construction; ivfpq: nlist, m, nbits; binary: bits)",
+    )
     index.add_argument("--layer", default=None, help="backbone layer (default: its last convolutional output)")
     index.add_argument(
         "--weights",
@@ -159,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON Lines: one object per query and line, {"query", "results": [{"path", "score"}]}',
     )
     search.add_argument("--grid", metavar="PNG", help="also save a figure: each query with its results and scores")
+    search.add_argument(
+        "--search-param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a search parameter of the index's structure (hnsw: ef_search; ivfpq: nprobe, refine; binary: shortlist)",
+    )
+    search.add_argument("--exact", action="store_true", help="search the features exactly, ignoring any ANN structure")
     search.add_argument("--backbone", default=None, help="refuse the index unless it was built with this backbone")
     search.add_argument("--pooling", default=None, help="refuse the index unless it was built with this pooling")
     search.add_argument(

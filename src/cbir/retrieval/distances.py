@@ -1,9 +1,10 @@
-"""The one registry of distances, keyed by the names scipy uses (`scipy.spatial.distance.cdist`).
+"""The one registry of distances, keyed by the names scipy uses (`scipy.spatial.distance.cdist`), plus
+two histogram distances scipy lacks (``chi2``, ``intersection``).
 
 Search (`cbir.retrieval.exact.exact_search`), evaluation (`cbir.evaluation.retrieval`,
 `cbir.evaluation.triplets`) and — through the differentiable twin `cbir.models.distances` — the
 metric-learning losses all look distances up here, so a name means the same thing everywhere and an
-unknown name fails the same way. Every value equals `cdist`'s (tested for every name).
+unknown name fails the same way. Every value equals `cdist`'s (tested for every scipy name).
 
 Each entry says whether smaller means closer (rankers never hard-code a sign) and how a value maps
 to a similarity score in [0, 1] (1 = identical), the score every search reports:
@@ -23,7 +24,14 @@ name (scipy)       aliases                   value                              
 ``hamming``        —                         fraction of coordinates that differ          1 − d
 ``jaccard``        —                         Jaccard dissimilarity of booleans (≠ 0)      1 − d
 ``dice``           —                         Dice dissimilarity of booleans (≠ 0)         1 − d
+``chi2``           —                         ½ Σ (a − b)² / (a + b), 0/0 terms count 0    1 − d
+``intersection``   —                         1 − Σ min(a, b)                              1 − d
 =================  ========================  ===========================================  ===============
+
+``chi2`` and ``intersection`` are not scipy names: they are the histogram distances of the classic
+descriptors (`cbir.descriptors`), meant for L1-normalised, non-negative histograms, for which both lie
+in [0, 1]: the χ² distance as Puzicha et al. (1997) and Zhang et al. (IJCV 2007) use it, histogram
+intersection after Swain & Ballard (1991). Scores are clipped to [0, 1] for other inputs.
 
 The cosine, correlation and Euclidean family are BLAS matrix products; cityblock, minkowski, canberra,
 braycurtis, hamming, jaccard and dice run compiled, parallel kernels (`cbir.retrieval._distance_kernels`;
@@ -89,6 +97,10 @@ def _inverse(d: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + d)
 
 
+def _clipped_complement(d: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - d, 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class Distance:
     """A distance between row vectors.
@@ -130,6 +142,8 @@ DISTANCES: dict[str, Distance] = {
     "hamming": Distance("hamming", _compiled(kernels.hamming), _complement),
     "jaccard": Distance("jaccard", _compiled(kernels.jaccard), _complement),
     "dice": Distance("dice", _compiled(kernels.dice), _complement),
+    "chi2": Distance("chi2", _compiled(kernels.chi2), _clipped_complement),
+    "intersection": Distance("intersection", _compiled(kernels.intersection), _clipped_complement),
     **{name: Distance(name, _scipy(name)) for name in _SCIPY_ONLY},
 }
 ALIASES = {

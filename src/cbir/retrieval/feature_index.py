@@ -4,6 +4,8 @@ On disk (format 2), in one directory that the index owns::
 
     index.json                 the manifest and commit point: format version, settings, shards, entries
     features-<sha256>.npy      immutable shards of L2-normalised float32 rows, named by content
+    attachment-<name>-<sha256>.npz   immutable derived files, named by content: a fitted descriptor's
+                               vocabulary, an ANN index over the features (`attach`)
     index.lock                 the writers' lock (`cbir.retrieval.storage.index_lock`)
 
 The manifest lists each shard with its row count and SHA-256; the rows of the shards, in order,
@@ -12,7 +14,9 @@ new shards, then atomically replaces the manifest, and only then deletes the sha
 manifest listed and the new one does not. A reader (no lock) that loses a race with such a deletion
 re-reads the manifest. Growing an index appends a shard and commits, so an interrupted indexing run
 keeps every committed chunk and the next run resumes after it. Format 1 (one ``features`` file, no
-checksum) is still read.
+checksum) is still read. An attachment is listed with its SHA-256 and free-form ``meta`` (e.g. the
+shards an ANN index was built from, so a reader can tell whether it is current) and is committed,
+replaced and deleted like a shard.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,12 +55,14 @@ class FeatureIndex:
         features: float32, shape (n, dim), L2-normalised.
         shards: the stored shards behind `features`, ``{"file", "rows", "sha256"}`` each (empty
             until saved).
+        attachments: derived files by name, ``{"file", "sha256", "meta"}`` each (see `attach`).
     """
 
     settings: dict
     entries: list[dict] = field(default_factory=list)
     features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     shards: list[dict] = field(default_factory=list, repr=False)
+    attachments: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,6 +101,51 @@ class FeatureIndex:
         self.features = np.concatenate([self.features, features]) if len(self.features) else features
         self._commit(directory)
 
+    def attach(self, directory: str | os.PathLike, name: str, write: Callable[[Path], None], meta: dict) -> None:
+        """Write a derived file with `write(path)` (an ``.npz`` path), name it by content, and commit it
+        as the attachment `name` (replacing the previous one); call under `index_lock`.
+
+        Args:
+            name: lower-case letters, digits and underscores (``"descriptor"``, ``"ann"``).
+            meta: JSON-serialisable facts about the file, stored in the manifest.
+        Raises:
+            ValueError: a name with other characters.
+        """
+        if not name or not all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in name):
+            raise ValueError(f"attachment names use a-z, 0-9 and _, got {name!r}")
+        directory = Path(directory)
+        handle, temporary = tempfile.mkstemp(prefix=f".attachment-{name}.npz.", suffix=".tmp.npz", dir=directory)
+        os.close(handle)
+        temporary = Path(temporary)
+        try:
+            write(temporary)
+            digest = sha256_of_file(temporary)
+            file_name = f"attachment-{name}-{digest[:32]}.npz"
+            os.replace(temporary, directory / file_name)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.attachments = {**self.attachments, name: {"file": file_name, "sha256": digest, "meta": meta}}
+        self._commit(directory)
+
+    def detach(self, directory: str | os.PathLike, name: str) -> None:
+        """Drop the attachment `name` (if any) and commit; its file is deleted. Call under `index_lock`."""
+        if name in self.attachments:
+            self.attachments = {key: value for key, value in self.attachments.items() if key != name}
+            self._commit(Path(directory))
+
+    def attachment_path(self, directory: str | os.PathLike, name: str) -> Path | None:
+        """The verified file of attachment `name`, or None when there is none.
+
+        Raises:
+            IndexFormatError: the file is missing or its SHA-256 differs from the manifest's.
+        """
+        if name not in self.attachments:
+            return None
+        path = Path(directory) / self.attachments[name]["file"]
+        if not path.is_file() or sha256_of_file(path) != self.attachments[name]["sha256"]:
+            raise IndexFormatError(f"{path}: attachment {name!r} is missing or corrupted (SHA-256 differs)")
+        return path
+
     def _commit(self, directory: Path) -> None:
         manifest = directory / MANIFEST_NAME
         previous = _owned_files(directory)
@@ -101,10 +153,11 @@ class FeatureIndex:
             "format_version": INDEX_FORMAT_VERSION,
             "settings": self.settings,
             "shards": self.shards,
+            "attachments": self.attachments,
             "entries": self.entries,
         }
         atomic_write_text(manifest, json.dumps(document, indent=1))
-        keep = {shard["file"] for shard in self.shards}
+        keep = {shard["file"] for shard in self.shards} | {item["file"] for item in self.attachments.values()}
         for name in previous - keep:
             (directory / name).unlink(missing_ok=True)
         remove_stale_temporaries(directory)
@@ -139,7 +192,11 @@ class FeatureIndex:
                     raise IndexFormatError(f"{directory}: shard {error.filename} listed but missing") from error
                 continue
             return cls(
-                settings=manifest["settings"], entries=manifest["entries"], features=features, shards=manifest["shards"]
+                settings=manifest["settings"],
+                entries=manifest["entries"],
+                features=features,
+                shards=manifest["shards"],
+                attachments=manifest["attachments"],
             )
         raise AssertionError("unreachable")
 
@@ -173,6 +230,7 @@ def _owned_files(directory: Path) -> set[str]:
     try:
         manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
         names = [shard["file"] for shard in manifest.get("shards", [])] + [manifest.get("features")]
+        names += [item["file"] for item in manifest.get("attachments", {}).values()]
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return set()
     owned = set()
@@ -234,6 +292,15 @@ def _read_manifest(directory: Path) -> dict:
             raise _fail(path, f"shards[{number}].rows", "a non-negative integer", rows)
         if version > 1 and not (isinstance(digest, str) and len(digest) == 64):
             raise _fail(path, f"shards[{number}].sha256", "a hex SHA-256", digest)
+    attachments = manifest.setdefault("attachments", {})
+    if not isinstance(attachments, dict):
+        raise _fail(path, "attachments", "an object", attachments)
+    for name, item in attachments.items():
+        if not isinstance(item, dict) or not isinstance(item.get("meta"), dict):
+            raise _fail(path, f"attachments.{name}", 'an object {"file", "sha256", "meta": {...}}', item)
+        member_path(directory, item.get("file"), f"attachments.{name}.file", path)
+        if not (isinstance(item.get("sha256"), str) and len(item["sha256"]) == 64):
+            raise _fail(path, f"attachments.{name}.sha256", "a hex SHA-256", item.get("sha256"))
     total = sum(shard["rows"] for shard in shards)
     if total != len(entries):
         raise IndexFormatError(f"{path}: the shards hold {total} rows for {len(entries)} entries")

@@ -22,7 +22,10 @@ from filelock import FileLock, Timeout
 
 LOCK_NAME = "index.lock"
 # The temporaries of cbir._io.atomic_path: ".<name>.<random>.tmp<suffix>".
-_TEMPORARY = re.compile(r"^\.(index\.json|features-[0-9a-f]+\.npy)\.[^/]+\.tmp(\.npy)?$")
+_TEMPORARY = re.compile(
+    r"^\.(index\.json|features-[0-9a-f]+\.npy|attachment-[0-9a-z_]+\.npz)\.[^/]+\.tmp(\.npy|\.npz)?$"
+)
+_ATTACHMENT = re.compile(r"attachment-[0-9a-z_]+-[0-9a-f]+\.npz")
 
 
 class IndexFormatError(ValueError):
@@ -93,9 +96,9 @@ def index_lock(directory: Path, timeout: float = 600.0, log=None) -> Iterator[No
 
 
 def is_index_file(name: str) -> bool:
-    """Whether a file name is one an index writes: its lock, manifest, shards or their temporaries."""
+    """Whether a file name is one an index writes: its lock, manifest, shards, attachments or their temporaries."""
     return name in (LOCK_NAME, "index.json") or bool(
-        _TEMPORARY.match(name) or re.fullmatch(r"features-[0-9a-f]+\.npy", name)
+        _TEMPORARY.match(name) or re.fullmatch(r"features-[0-9a-f]+\.npy", name) or _ATTACHMENT.fullmatch(name)
     )
 
 

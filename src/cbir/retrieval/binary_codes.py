@@ -1,0 +1,170 @@
+"""Unsupervised binary codes: the baselines of deep hashing papers, DLBHC's among them.
+
+* `SignLSH` — sign random projections (Charikar, STOC 2002): bit j of x is [wⱼ · (x − μ) > 0] for a
+  Gaussian wⱼ, so two vectors at angle θ (after centring) agree on a bit with probability 1 − θ / π.
+* `ITQ` — iterative quantisation (Gong & Lazebnik, CVPR 2011; TPAMI 2013): centre, project on the top
+  principal directions, then find the rotation R minimising the quantisation loss ‖B − V R‖²_F by
+  alternating B = sign(V R) and the orthogonal Procrustes solution R = U Wᵀ of the SVD of Vᵀ B.
+
+Both are fitted on database features and encode as bool arrays (n, bits); `cbir.retrieval.hamming.pack_codes`
+packs them for Hamming search. ``get_state`` / ``from_state`` give JSON parameters plus arrays, so a
+fitted encoder is saved without pickle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ENCODERS", "ITQ", "SignLSH", "make_encoder"]
+
+
+def _as_features(features: np.ndarray, dim: int | None = None) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, dim), got shape {features.shape}")
+    if dim is not None and features.shape[1] != dim:
+        raise ValueError(f"features have dimension {features.shape[1]}, the encoder was fitted on {dim}")
+    return features
+
+
+class SignLSH:
+    """Sign random projections through the data mean (Charikar 2002).
+
+    Args:
+        bits: code length (≥ 1).
+        seed: seed of the Gaussian hyperplanes.
+    Raises:
+        ValueError: bits < 1.
+    """
+
+    name = "lsh"
+
+    def __init__(self, bits: int, seed: int = 0):
+        if bits < 1:
+            raise ValueError(f"bits must be >= 1, got {bits}")
+        self.bits, self.seed = int(bits), int(seed)
+        self.mean: np.ndarray | None = None
+        self.projections: np.ndarray | None = None
+
+    def fit(self, features: np.ndarray) -> SignLSH:
+        """Draw `bits` hyperplanes through the mean of `features` (float, (n, dim))."""
+        features = _as_features(features)
+        self.mean = features.mean(axis=0)
+        self.projections = np.random.default_rng(self.seed).standard_normal((features.shape[1], self.bits))
+        return self
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """bool (n, bits): which side of each hyperplane each row lies on.
+
+        Raises:
+            ValueError: not fitted, or features of another dimension.
+        """
+        if self.projections is None:
+            raise ValueError("SignLSH is not fitted: call fit(database_features) first")
+        return (_as_features(features, len(self.mean)) - self.mean) @ self.projections > 0
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON parameters, arrays) of the fitted encoder."""
+        return {"name": self.name, "bits": self.bits, "seed": self.seed}, {
+            "mean": self.mean,
+            "projections": self.projections,
+        }
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> SignLSH:
+        encoder = cls(params["bits"], params["seed"])
+        encoder.mean, encoder.projections = np.asarray(arrays["mean"]), np.asarray(arrays["projections"])
+        return encoder
+
+
+class ITQ:
+    """Iterative quantisation: PCA to `bits` dimensions, then a learned rotation (Gong & Lazebnik 2011).
+
+    Args:
+        bits: code length, at most the features' dimension and the number of training vectors.
+        iterations: alternations of sign and Procrustes steps (the paper uses 50).
+        seed: seed of the initial random rotation.
+    Attributes (after `fit`):
+        mean: float64 (dim,); components: float64 (dim, bits), the principal directions;
+        rotation: float64 (bits, bits), orthogonal; losses: the quantisation loss ‖B − V R‖²_F
+        before each update of R (non-increasing).
+    Raises:
+        ValueError: bits < 1 or iterations < 0.
+    """
+
+    name = "itq"
+
+    def __init__(self, bits: int, iterations: int = 50, seed: int = 0):
+        if bits < 1 or iterations < 0:
+            raise ValueError(f"bits must be >= 1 and iterations >= 0, got {bits} and {iterations}")
+        self.bits, self.iterations, self.seed = int(bits), int(iterations), int(seed)
+        self.mean: np.ndarray | None = None
+        self.components: np.ndarray | None = None
+        self.rotation: np.ndarray | None = None
+        self.losses: list[float] = []
+
+    def fit(self, features: np.ndarray) -> ITQ:
+        """Learn the projection and rotation on `features` (float, (n, dim)).
+
+        Raises:
+            ValueError: bits above the dimension or the number of rows.
+        """
+        features = _as_features(features)
+        if self.bits > min(features.shape):
+            raise ValueError(
+                f"ITQ needs bits <= dimension and <= number of vectors; got {self.bits} bits for {features.shape}"
+            )
+        self.mean = features.mean(axis=0)
+        centred = features - self.mean
+        # Principal directions from the covariance's eigenvectors (dim × dim; cheap for dim ≤ a few thousand).
+        eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+        self.components = eigenvectors[:, np.argsort(eigenvalues)[::-1][: self.bits]]
+        projected = centred @ self.components
+        rotation, _ = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.bits, self.bits)))
+        self.losses = []
+        for _ in range(self.iterations):
+            rotated = projected @ rotation
+            codes = np.where(rotated >= 0, 1.0, -1.0)
+            self.losses.append(float(np.sum((codes - rotated) ** 2)))
+            u, _, vt = np.linalg.svd(projected.T @ codes)  # orthogonal Procrustes: argmin_R ‖B − V R‖
+            rotation = u @ vt
+        self.rotation = rotation
+        return self
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """bool (n, bits): sign of the rotated principal projections.
+
+        Raises:
+            ValueError: not fitted, or features of another dimension.
+        """
+        if self.rotation is None:
+            raise ValueError("ITQ is not fitted: call fit(database_features) first")
+        return (_as_features(features, len(self.mean)) - self.mean) @ self.components @ self.rotation >= 0
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON parameters, arrays) of the fitted encoder."""
+        params = {"name": self.name, "bits": self.bits, "iterations": self.iterations, "seed": self.seed}
+        return params, {"mean": self.mean, "components": self.components, "rotation": self.rotation}
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> ITQ:
+        encoder = cls(params["bits"], params["iterations"], params["seed"])
+        encoder.mean, encoder.components, encoder.rotation = (
+            np.asarray(arrays[key]) for key in ("mean", "components", "rotation")
+        )
+        return encoder
+
+
+ENCODERS = {"lsh": SignLSH, "itq": ITQ}
+"""Encoder name → class."""
+
+
+def make_encoder(name: str, bits: int, seed: int = 0) -> SignLSH | ITQ:
+    """An unfitted encoder by name (``"lsh"`` or ``"itq"``).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"unknown binary encoder {name!r}; expected one of {sorted(ENCODERS)}")
+    return ENCODERS[name](bits, seed=seed)
