@@ -49,7 +49,15 @@ def _search(capsys, index, queries, *options):
 
 @pytest.mark.parametrize(
     "features, structure",
-    [("hog", "hnsw"), ("sift_vlad", "ivfpq"), ("color_hist", "binary"), ("lbp", "hnsw"), ("sift_bow", "flat")],
+    [
+        ("hog", "hnsw"),
+        ("hog", "binary"),
+        ("sift_vlad", "ivfpq"),
+        ("color_hist", "binary"),
+        ("lbp", "hnsw"),
+        ("sift_fisher", "hnsw"),
+        ("sift_bow", "flat"),
+    ],
 )
 def test_descriptor_and_structure_search_like_exact_search(tree, tmp_path, capsys, isolated_paths, features, structure):
     index = tmp_path / "index"

@@ -11,10 +11,11 @@ Kinds (`cbir.retrieval.indexes`): ``hnsw`` (faiss HNSW graph, Malkov & Yashunin 
 ``binary`` (the project's two-phase search: ITQ codes, a Hamming shortlist re-ranked exactly; Lin et
 al. 2015, Gong & Lazebnik 2011). Defaults adapt to the number of vectors so that small folders work.
 
-Features ranked by a distance no ANN index supports (the χ² or intersection distance of histogram
-descriptors) are indexed through the Hellinger map (square root, then L2 normalisation: χ² and
-Hellinger distances rank alike to first order); the ANN index returns a candidate list of
-``max(10 k, 100)`` that is re-ranked exactly with the descriptor's own distance.
+Features ranked by a distance the ANN index does not support are indexed in a space it does, and its
+candidate list of ``max(10 k, 100)`` is re-ranked exactly with the features' own distance: histogram
+descriptors (χ² or intersection) through the Hellinger map (square root, then L2 normalisation: χ² and
+Hellinger distances rank alike to first order); Euclidean features (HOG) under ``binary``, whose
+two-phase search is cosine's, after L2 normalisation.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from cbir.retrieval.ranking import l2_normalize, top_k
 
 STRUCTURES = {"flat": None, "hnsw": "hnsw", "ivfpq": "ivfpq", "binary": "two_phase"}
 """``--index`` choice → the kind of `cbir.retrieval.indexes` (None: exact search, no ANN file)."""
-ANN_METRICS = ("cosine", "euclidean")
-"""Distances the ANN indexes support directly; others go through the Hellinger map and re-ranking."""
 
 Log = Callable[[str], None]
 
@@ -67,10 +66,17 @@ def default_params(structure: str, n: int, dim: int) -> tuple[dict, dict]:
     return {}, {}
 
 
-def _ann_space(features: np.ndarray, metric: str) -> tuple[np.ndarray, str]:
+def _direct(metric: str, kind: str) -> bool:
+    """Whether the ANN index ranks by `metric` itself (else: candidates, re-ranked exactly)."""
+    return metric == "cosine" or (metric == "euclidean" and kind != "two_phase")
+
+
+def _ann_space(features: np.ndarray, metric: str, kind: str) -> tuple[np.ndarray, str]:
     """Features as the ANN index sees them, and the metric it uses."""
-    if metric in ANN_METRICS:
+    if _direct(metric, kind):
         return features, metric
+    if metric == "euclidean":  # two-phase re-ranks by cosine: it shortlists, the exact re-ranking decides
+        return l2_normalize(features), "cosine"
     return l2_normalize(np.sqrt(np.maximum(features, 0.0))), "cosine"  # Hellinger map of histograms
 
 
@@ -109,7 +115,7 @@ def refresh_structure(
     meta = {"structure": structure, "kind": kind, "params": build, "metric": metric, "shards": _shard_digests(index)}
     if index.attachments.get("ann", {}).get("meta") == meta:
         return "kept"
-    features, space = _ann_space(index.features, metric)
+    features, space = _ann_space(index.features, metric, kind)
     log(f"building the {structure} index over {len(index)} vectors ({build})")
     ann = make_index(kind, features.shape[1], metric=space, **build).build(features)
     index.attach(directory, "ann", ann.save, meta)
@@ -149,8 +155,8 @@ def search_index(
     ann = load_index(index.attachment_path(directory, "ann"), kind=meta["kind"])
     _, search = default_params(meta["structure"], len(index), index.features.shape[1])
     ann.set_search_params(**{**search, **(search_params or {})})
-    queries, _ = _ann_space(np.asarray(query_features, np.float32), metric)
-    if metric in ANN_METRICS:
+    queries, _ = _ann_space(np.asarray(query_features, np.float32), metric, meta["kind"])
+    if _direct(metric, meta["kind"]):
         return ann.search(queries, k)
     _, candidates = ann.search(queries, min(len(index), max(10 * k, 100)))
     return _rerank(query_features, index.features, candidates, k, metric)

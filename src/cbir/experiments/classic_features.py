@@ -290,11 +290,10 @@ def summary_metrics(
 def summary_text(
     descriptors: pd.DataFrame,
     mop: pd.DataFrame,
-    deep_sweep: pd.DataFrame,
-    large_sweep: pd.DataFrame,
+    sweeps: Mapping[str, pd.DataFrame],
     codes: pd.DataFrame,
 ) -> str:
-    """The closing paragraph: the numbers of this run, in words."""
+    """The closing paragraph: the numbers of this run, in words (`sweeps`: set name → `run_sweep` table)."""
     deep_rows = descriptors["representation"].str.match(r"(gem|dlbhc|triplet)")
     best_classic, best_deep = descriptors[~deep_rows].iloc[0], descriptors[deep_rows].iloc[0]
     lines = [
@@ -305,7 +304,7 @@ def summary_text(
         + ", ".join(f"{r['representation']} {r['mAP']:.3f}" for _, r in mop.iterrows())
         + ".",
     ]
-    for name, sweep in (("deep features", deep_sweep), ("10^6 overlapping vectors", large_sweep)):
+    for name, sweep in sweeps.items():
         exact = sweep.loc[sweep["kind"] == "flat", "qps"].max()
         for target in (0.9, 0.95):
             best = sweep[sweep["recall"] >= target].sort_values("qps", ascending=False)
