@@ -135,6 +135,66 @@ def test_contrastive_loss_by_hand():
     assert float(value) == pytest.approx((0.25 + 0.49 + 0.0) / 3)
 
 
+def contrastive_reference(labels, embeddings, margin):
+    """Every unordered pair i < j of the batch: y d² + (1 − y) max(margin − d, 0)², Euclidean d, mean."""
+    terms = []
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        d = np.sqrt(np.sum((embeddings[i].astype(np.float64) - embeddings[j].astype(np.float64)) ** 2))
+        terms.append(d**2 if labels[i] == labels[j] else max(margin - d, 0.0) ** 2)
+    return float(np.mean(terms))
+
+
+def _all_pairs(labels, embeddings):
+    i, j = np.triu_indices(len(labels), k=1)
+    distances = np.linalg.norm(embeddings[i] - embeddings[j], axis=1)
+    return (labels[i] == labels[j]).astype(np.float32), distances
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0, 2.0])
+def test_contrastive_function_and_keras_class_match_a_loop_over_all_pairs(margin):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 12)
+    embeddings = rng.normal(scale=0.6, size=(12, 5)).astype(np.float32)
+    expected = contrastive_reference(labels, embeddings, margin)
+    pair_labels, distances = _all_pairs(labels, embeddings)
+    assert 0 < pair_labels.mean() < 1  # both kinds of pairs, and both hinge branches below
+    assert np.any(distances < margin) and (margin == 0.5 or np.any(distances > margin))
+    assert float(losses.contrastive_loss(pair_labels, distances, margin=margin)) == pytest.approx(expected, rel=1e-5)
+    loss = losses.ContrastiveLoss(margin=margin)
+    assert float(loss(pair_labels, distances)) == pytest.approx(expected, rel=1e-5)  # runs `call`
+    # Inside a model: a Lambda computes the pair distances, compile() / evaluate() reduce the loss.
+    pair_input = keras.Input((2, 5))
+    distance = keras.layers.Lambda(lambda x: keras.ops.norm(x[:, 0] - x[:, 1], axis=1))(pair_input)
+    model = keras.Model(pair_input, distance)
+    model.compile(loss=losses.ContrastiveLoss(margin=margin))
+    i, j = np.triu_indices(12, k=1)
+    value = model.evaluate(np.stack([embeddings[i], embeddings[j]], axis=1), pair_labels, batch_size=len(i), verbose=0)
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_inputs_are_computed_in_float32_and_cast_back(dtype):
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(4), 3)
+    embeddings = rng.normal(size=(12, 6)).astype(np.float32)
+    low = tf.cast(embeddings, dtype)
+    rounded = tf.cast(low, "float32").numpy()  # the values the loss actually sees
+    tolerance = 1e-2 if dtype == "float16" else 3e-2  # the result's own rounding to 11 / 8 significant bits
+    semihard = losses.triplet_semihard_loss(labels, low, margin=0.5, distance="L2")
+    assert semihard.dtype == dtype
+    expected, _ = semihard_reference(labels, rounded, 0.5, "L2")
+    assert float(semihard) == pytest.approx(expected, rel=tolerance)
+    hard = losses.triplet_hard_loss(labels, low, margin=0.5)
+    assert hard.dtype == dtype and float(hard) == pytest.approx(
+        hard_reference(labels, rounded, 0.5, "L2", False), rel=tolerance
+    )
+    pair_labels, distances = _all_pairs(labels, rounded)
+    contrastive = losses.contrastive_loss(pair_labels, tf.cast(distances, dtype), margin=1.0)
+    assert contrastive.dtype == dtype
+    assert float(contrastive) == pytest.approx(contrastive_reference(labels, rounded, 1.0), rel=tolerance)
+    assert losses.triplet_semihard_loss(labels, embeddings, margin=0.5).dtype == "float32"
+
+
 def test_loss_classes_validate_and_serialise():
     loss = losses.TripletSemiHardLoss(margin=0.5, distance_metric="angular")
     clone = losses.TripletSemiHardLoss.from_config(loss.get_config())

@@ -30,9 +30,19 @@ __all__ = [
 ]
 
 
+LOW_PRECISION = ("float16", "bfloat16")
+"""Input dtypes the losses compute in float32 and cast their result back to, as TensorFlow Addons did."""
+
+
+def _in_input_dtype(value, embeddings):
+    """`value` cast back to the dtype of the caller's `embeddings` when that is float16 / bfloat16 (TFA's rule)."""
+    dtype = ops.convert_to_tensor(embeddings).dtype
+    return ops.cast(value, dtype) if dtype in LOW_PRECISION else value
+
+
 def _prepare(labels, embeddings):
     embeddings = ops.convert_to_tensor(embeddings)
-    if embeddings.dtype in ("float16", "bfloat16"):
+    if embeddings.dtype in LOW_PRECISION:
         embeddings = ops.cast(embeddings, "float32")  # as TFA: distances in float32 at least
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     if len(embeddings.shape) != 2:
@@ -104,12 +114,14 @@ def triplet_semihard_loss(labels, embeddings, *, margin: float = 1.0, distance: 
         distance: "L2" (Euclidean, default), "squared-L2", "angular" (1 − cosine), a name or
             alias from `cbir.retrieval.distances`, or a callable (n, d) → (n, n) pairwise distances.
     Returns:
-        scalar loss in the embeddings' (computation) dtype.
+        scalar loss in the embeddings' dtype (computed in float32 for float16 / bfloat16 and cast
+        back, as TFA did).
 
     Memory is O(batch³) (every anchor × positive × negative), as in TFA: fine for training
     batches of a few hundred, not for a whole dataset at once.
     """
-    return triplet_semihard_details(labels, embeddings, margin=margin, distance=distance)["loss"]
+    loss = triplet_semihard_details(labels, embeddings, margin=margin, distance=distance)["loss"]
+    return _in_input_dtype(loss, embeddings)
 
 
 def triplet_hard_loss(labels, embeddings, *, margin: float = 1.0, soft: bool = False, distance: str | Callable = "L2"):
@@ -120,8 +132,9 @@ def triplet_hard_loss(labels, embeddings, *, margin: float = 1.0, soft: bool = F
     `soft`); mean over all anchors. An anchor without a positive uses 0 as its farthest-positive
     distance (TFA's rule).
 
-    Args and shapes as `triplet_semihard_loss`.
+    Args, shapes and dtypes as `triplet_semihard_loss`.
     """
+    inputs = embeddings
     _, embeddings, same = _prepare(labels, embeddings)
     dtype = embeddings.dtype
     d = ops.cast(pairwise_distance(embeddings, distance), dtype)
@@ -132,22 +145,27 @@ def triplet_hard_loss(labels, embeddings, *, margin: float = 1.0, soft: bool = F
     hardest_negative = _masked_min(d, different)
     gap = hardest_positive - hardest_negative
     per_anchor = ops.softplus(gap) if soft else ops.maximum(gap + margin, 0.0)
-    return ops.mean(per_anchor)
+    return _in_input_dtype(ops.mean(per_anchor), inputs)
 
 
 def contrastive_loss(pair_labels, pair_distances, *, margin: float = 1.0):
     """Contrastive loss for labelled pairs (Hadsell, Chopra & LeCun, CVPR 2006).
 
-    ``mean(y · d² + (1 − y) · max(margin − d, 0)²)``.
+    ``mean(y · d² + (1 − y) · max(margin − d, 0)²)`` over the pairs (TFA's ``contrastive_loss`` gives the
+    per-pair terms; Keras' reduction of `ContrastiveLoss` takes their mean alike).
 
     Args:
         pair_labels: shape (n_pairs,), 1 for a matching pair, 0 for a non-matching one.
         pair_distances: float, shape (n_pairs,), the distance between the pair's embeddings.
+    Returns:
+        scalar loss in the distances' dtype (computed in float32 for float16 / bfloat16 and cast back).
     """
-    distances = ops.convert_to_tensor(pair_distances)
+    inputs = ops.convert_to_tensor(pair_distances)
+    distances = ops.cast(inputs, "float32") if inputs.dtype in LOW_PRECISION else inputs
     labels = ops.cast(ops.reshape(ops.convert_to_tensor(pair_labels), (-1,)), distances.dtype)
     distances = ops.reshape(distances, (-1,))
-    return ops.mean(labels * ops.square(distances) + (1.0 - labels) * ops.square(ops.maximum(margin - distances, 0.0)))
+    terms = labels * ops.square(distances) + (1.0 - labels) * ops.square(ops.maximum(margin - distances, 0.0))
+    return _in_input_dtype(ops.mean(terms), inputs)
 
 
 def _check(margin: float, distance) -> None:

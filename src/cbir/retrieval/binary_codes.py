@@ -83,7 +83,10 @@ class ITQ:
     Args:
         bits: code length, at most the features' dimension and the number of training vectors.
         iterations: alternations of sign and Procrustes steps (the paper uses 50).
-        seed: seed of the initial random rotation.
+        seed: seed of the initial random rotation and of the training sample.
+        sample: the projection and rotation are learned on a seeded sample of at most this many rows
+            (the mean on all of them): 10⁵ rows estimate a dim × dim covariance and a bits × bits
+            rotation well, and keep fitting 10⁶ vectors to seconds.
     Attributes (after `fit`):
         mean: float64 (dim,); components: float64 (dim, bits), the principal directions;
         rotation: float64 (bits, bits), orthogonal; losses: the quantisation loss ‖B − V R‖²_F
@@ -94,10 +97,10 @@ class ITQ:
 
     name = "itq"
 
-    def __init__(self, bits: int, iterations: int = 50, seed: int = 0):
-        if bits < 1 or iterations < 0:
-            raise ValueError(f"bits must be >= 1 and iterations >= 0, got {bits} and {iterations}")
-        self.bits, self.iterations, self.seed = int(bits), int(iterations), int(seed)
+    def __init__(self, bits: int, iterations: int = 50, seed: int = 0, sample: int = 100_000):
+        if bits < 1 or iterations < 0 or sample < 1:
+            raise ValueError(f"bits, sample >= 1 and iterations >= 0 required, got {bits}, {sample}, {iterations}")
+        self.bits, self.iterations, self.seed, self.sample = int(bits), int(iterations), int(seed), int(sample)
         self.mean: np.ndarray | None = None
         self.components: np.ndarray | None = None
         self.rotation: np.ndarray | None = None
@@ -115,12 +118,14 @@ class ITQ:
                 f"ITQ needs bits <= dimension and <= number of vectors; got {self.bits} bits for {features.shape}"
             )
         self.mean = features.mean(axis=0)
-        centred = features - self.mean
+        rng = np.random.default_rng(self.seed)
+        rows = np.sort(rng.choice(len(features), self.sample, replace=False)) if len(features) > self.sample else None
+        centred = (features if rows is None else features[rows]) - self.mean
         # Principal directions from the covariance's eigenvectors (dim × dim; cheap for dim ≤ a few thousand).
         eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
         self.components = eigenvectors[:, np.argsort(eigenvalues)[::-1][: self.bits]]
         projected = centred @ self.components
-        rotation, _ = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.bits, self.bits)))
+        rotation, _ = np.linalg.qr(rng.standard_normal((self.bits, self.bits)))
         self.losses = []
         for _ in range(self.iterations):
             rotated = projected @ rotation
@@ -143,12 +148,13 @@ class ITQ:
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON parameters, arrays) of the fitted encoder."""
-        params = {"name": self.name, "bits": self.bits, "iterations": self.iterations, "seed": self.seed}
+        params = {"name": self.name, "bits": self.bits, "iterations": self.iterations, "seed": self.seed,
+                  "sample": self.sample}  # fmt: skip
         return params, {"mean": self.mean, "components": self.components, "rotation": self.rotation}
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> ITQ:
-        encoder = cls(params["bits"], params["iterations"], params["seed"])
+        encoder = cls(params["bits"], params["iterations"], params["seed"], params.get("sample", 100_000))
         encoder.mean, encoder.components, encoder.rotation = (
             np.asarray(arrays[key]) for key in ("mean", "components", "rotation")
         )
