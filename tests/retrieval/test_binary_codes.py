@@ -62,3 +62,21 @@ def test_state_round_trip_errors_and_seeds():
         ITQ(30).fit(features)
     with pytest.raises(ValueError, match="unknown binary encoder"):
         make_encoder("pcah", 8)
+
+
+def test_itq_on_a_sample_learns_the_same_rotation_problem():
+    # Fitted on a 1 000-row sample of 5 000, ITQ still recovers the rotated-hypercube codes (the sample only
+    # estimates the covariance and the rotation; the mean uses every row).
+    rng = np.random.default_rng(6)
+    corners = np.array([[a, b] for a in (-1, 1) for b in (-1, 1)], float)
+    rotation, _ = np.linalg.qr(rng.standard_normal((2, 2)))
+    labels = rng.integers(0, 4, 5000)
+    features = (corners[labels] + 0.05 * rng.standard_normal((5000, 2))) @ rotation
+    itq = ITQ(2, seed=0, sample=1000).fit(features)
+    np.testing.assert_allclose(itq.mean, features.mean(axis=0))
+    codes = itq.encode(features) @ np.array([1, 2])
+    assert all(len(np.unique(codes[labels == corner])) == 1 for corner in range(4))
+    params, arrays = itq.get_state()
+    assert params["sample"] == 1000 and np.array_equal(
+        ITQ.from_state(params, arrays).encode(features), itq.encode(features)
+    )

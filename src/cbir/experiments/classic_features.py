@@ -315,8 +315,7 @@ def summary_text(
                     f"{top['qps']:.0f} queries/s, {top['qps'] / exact:.1f}x exact search ({exact:.0f} q/s)."
                 )
     row = codes.iloc[-1]
-    lines.append(
-        f"At {int(row['bits'])} bits: LSH mAP {row['LSH mAP']:.3f}, ITQ {row['ITQ mAP']:.3f}, DLBHC "
-        f"{row.get('DLBHC mAP', np.nan):.3f} (nan: notebook 02 has not recorded it)."
-    )
+    dlbhc = row.get("DLBHC mAP", np.nan)
+    learned = f"DLBHC {dlbhc:.3f}" if np.isfinite(dlbhc) else "DLBHC not recorded (run notebook 02)"
+    lines.append(f"At {int(row['bits'])} bits: LSH mAP {row['LSH mAP']:.3f}, ITQ {row['ITQ mAP']:.3f}, {learned}.")
     return "\n".join(lines)
