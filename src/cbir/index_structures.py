@@ -109,6 +109,10 @@ def refresh_structure(
     if kind is None or not len(index):
         index.detach(directory, "ann")
         return "exact"
+    if structure == "ivfpq" and len(index) < 2:
+        log("warning: one image: --index ivfpq needs two to train its quantisers; searching exactly")
+        index.detach(directory, "ann")
+        return "exact"
     build, _ = default_params(structure, len(index), index.features.shape[1])
     build.update(params or {})
     metric = index.settings.get("metric", "cosine")

@@ -258,6 +258,19 @@ HEADLINES: tuple[tuple[str, str], ...] = (
     ("03_siamese_triplet_semihard/roc_auc_backbone", "pair ROC AUC, backbone GeM features"),
     ("03_siamese_triplet_semihard/roc_auc_untrained", "pair ROC AUC, untrained embedding"),
     ("03_siamese_triplet_semihard/map_trained", "retrieval mAP of the trained embedding"),
+    ("05_classic_features_and_indexes/map_sift_bow", "mAP, dense SIFT + bag of words (2k queries x 60k)"),
+    ("05_classic_features_and_indexes/map_sift_fisher", "mAP, dense SIFT + improved Fisher vectors"),
+    ("05_classic_features_and_indexes/map_hog", "mAP, HOG"),
+    ("05_classic_features_and_indexes/map_gem", "mAP, EfficientNet-Lite0 GeM, same queries"),
+    ("05_classic_features_and_indexes/map_itq_48", "mAP, ITQ 48-bit codes of GeM (DLBHC's baseline)"),
+    ("05_classic_features_and_indexes/qps_at_recall95_exact", "queries/s, exact search, 60k x 1280 (1 thread)"),
+    ("05_classic_features_and_indexes/qps_at_recall95_hnsw_m16", "queries/s at recall@10 >= 0.95, HNSW, same set"),
+    ("05_classic_features_and_indexes/qps_at_recall95_exact_1m", "queries/s, exact search, 10^6 x 128 (1 thread)"),
+    ("05_classic_features_and_indexes/qps_at_recall95_hnsw_m16_1m", "queries/s at recall@10 >= 0.95, HNSW, 10^6"),
+    (
+        "05_classic_features_and_indexes/qps_at_recall95_ivfpq_1m",
+        "queries/s at recall@10 >= 0.95, IVF-PQ + refine, 10^6",
+    ),
 )
 
 

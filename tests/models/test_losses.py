@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from cbir.models import losses
 from cbir.models.distances import get_distance, pairwise_distance
@@ -135,64 +136,130 @@ def test_contrastive_loss_by_hand():
     assert float(value) == pytest.approx((0.25 + 0.49 + 0.0) / 3)
 
 
-def contrastive_reference(labels, embeddings, margin):
-    """Every unordered pair i < j of the batch: y d² + (1 − y) max(margin − d, 0)², Euclidean d, mean."""
+def contrastive_reference(labels, embeddings, margin, metric="L2"):
+    """Every unordered pair i < j of the batch: y d² + (1 − y) max(margin − d, 0)² (Hadsell et al. 2006).
+
+    d is the pair's distance in `metric`, worked out pair by pair in float64 (`_distances`); y is 1
+    when the two labels agree. Returns the per-pair terms in the order of ``np.triu_indices(n, 1)``.
+    (Ordered pairs (i, j) and (j, i) give the same terms twice, hence the same mean.)
+    """
+    d = _distances(embeddings, metric)
     terms = []
     for i, j in itertools.combinations(range(len(labels)), 2):
-        d = np.sqrt(np.sum((embeddings[i].astype(np.float64) - embeddings[j].astype(np.float64)) ** 2))
-        terms.append(d**2 if labels[i] == labels[j] else max(margin - d, 0.0) ** 2)
-    return float(np.mean(terms))
+        terms.append(d[i, j] ** 2 if labels[i] == labels[j] else max(margin - d[i, j], 0.0) ** 2)
+    return np.array(terms)
 
 
-def _all_pairs(labels, embeddings):
-    i, j = np.triu_indices(len(labels), k=1)
-    distances = np.linalg.norm(embeddings[i] - embeddings[j], axis=1)
-    return (labels[i] == labels[j]).astype(np.float32), distances
+# Relative tolerance of a contrastive loss fed distances in `dtype`: the distances are rounded to 24 / 11 / 8
+# significant bits (unit roundoff u = 6e-8 / 4.9e-4 / 3.9e-3), each term has ~2u relative error, the float32
+# mean adds nothing and the cast back u more; the compiled model also computes the distance in that dtype.
+CONTRASTIVE_TOLERANCE = {"float32": 1e-5, "float16": 3e-3, "bfloat16": 2e-2}
+# The triplet losses see rounded embeddings (the reference gets the same rounded values) and compute in
+# float32: only the cast of the result back to float16 / bfloat16 (u/2 = 2.4e-4 / 2e-3) is left.
+TRIPLET_TOLERANCE = {"float32": 1e-5, "float16": 1e-3, "bfloat16": 4e-3}
+METRICS = ["L2", "squared-L2", "angular"]
 
 
-@pytest.mark.parametrize("margin", [0.5, 1.0, 2.0])
-def test_contrastive_function_and_keras_class_match_a_loop_over_all_pairs(margin):
+def _contrastive_batch(rng, metric):
+    """Random batch with several labels, its pairs (i < j), their distances by the library, and a margin."""
+    n = int(rng.integers(8, 15))
+    labels = rng.integers(0, 4, n)
+    embeddings = rng.normal(scale=0.6, size=(n, 5)).astype(np.float32)
+    i, j = np.triu_indices(n, k=1)
+    pair_labels = (labels[i] == labels[j]).astype(np.float32)
+    distances = np.asarray(pairwise_distance(embeddings, metric))[i, j]
+    margin = float(np.median(distances[pair_labels == 0]))  # half the negative pairs inside it, half outside
+    assert 0 < pair_labels.mean() < 1  # both kinds of pairs
+    assert np.any(distances[pair_labels == 0] < margin) and np.any(distances[pair_labels == 0] > margin)
+    return labels, embeddings, pair_labels, distances, margin
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_contrastive_function_and_keras_class_match_a_loop_over_all_pairs(dtype, metric):
     rng = np.random.default_rng(4)
-    labels = rng.integers(0, 3, 12)
-    embeddings = rng.normal(scale=0.6, size=(12, 5)).astype(np.float32)
-    expected = contrastive_reference(labels, embeddings, margin)
-    pair_labels, distances = _all_pairs(labels, embeddings)
-    assert 0 < pair_labels.mean() < 1  # both kinds of pairs, and both hinge branches below
-    assert np.any(distances < margin) and (margin == 0.5 or np.any(distances > margin))
-    assert float(losses.contrastive_loss(pair_labels, distances, margin=margin)) == pytest.approx(expected, rel=1e-5)
-    loss = losses.ContrastiveLoss(margin=margin)
-    assert float(loss(pair_labels, distances)) == pytest.approx(expected, rel=1e-5)  # runs `call`
-    # Inside a model: a Lambda computes the pair distances, compile() / evaluate() reduce the loss.
-    pair_input = keras.Input((2, 5))
-    distance = keras.layers.Lambda(lambda x: keras.ops.norm(x[:, 0] - x[:, 1], axis=1))(pair_input)
-    model = keras.Model(pair_input, distance)
+    tolerance = CONTRASTIVE_TOLERANCE[dtype]
+    for _ in range(3):
+        labels, embeddings, pair_labels, distances, margin = _contrastive_batch(rng, metric)
+        expected = contrastive_reference(labels, embeddings, margin, metric).mean()
+        low = tf.cast(distances, dtype)
+        value = losses.contrastive_loss(pair_labels, low, margin=margin)
+        assert keras.backend.standardize_dtype(value.dtype) == dtype
+        assert float(value) == pytest.approx(expected, rel=tolerance)
+        value = losses.ContrastiveLoss(margin=margin)(pair_labels, low)  # __call__ runs `call` and reduces
+        assert keras.backend.standardize_dtype(value.dtype) == dtype
+        assert float(value) == pytest.approx(expected, rel=tolerance)
+
+
+PAIR_DISTANCES = {  # the distance of each pair (batch, 2, dim), as a siamese model would compute it
+    "L2": lambda pairs: ops.norm(pairs[:, 0] - pairs[:, 1], axis=1),
+    "squared-L2": lambda pairs: ops.sum(ops.square(pairs[:, 0] - pairs[:, 1]), axis=1),
+    "angular": lambda pairs: ops.maximum(
+        1.0 - ops.sum(pairs[:, 0] * pairs[:, 1], axis=1) / ops.prod(ops.norm(pairs, axis=2), axis=1), 0.0
+    ),
+}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_contrastive_loss_compiled_in_a_model_matches_the_loop(dtype, metric):
+    rng = np.random.default_rng(6)
+    labels, embeddings, pair_labels, _, margin = _contrastive_batch(rng, metric)
+    i, j = np.triu_indices(len(labels), k=1)
+    pairs = np.stack([embeddings[i], embeddings[j]], axis=1)
+    # The Lambda computes the pair distances in `dtype`; the loss gets them as y_pred in that dtype.
+    model = keras.Sequential([keras.Input((2, 5)), keras.layers.Lambda(PAIR_DISTANCES[metric], dtype=dtype)])
+    assert keras.backend.standardize_dtype(model(pairs[:2]).dtype) == dtype
     model.compile(loss=losses.ContrastiveLoss(margin=margin))
-    i, j = np.triu_indices(12, k=1)
-    value = model.evaluate(np.stack([embeddings[i], embeddings[j]], axis=1), pair_labels, batch_size=len(i), verbose=0)
-    assert value == pytest.approx(expected, rel=1e-5)
+    value = model.evaluate(pairs, pair_labels, batch_size=len(i), verbose=0)
+    expected = contrastive_reference(labels, embeddings, margin, metric).mean()
+    assert value == pytest.approx(expected, rel=CONTRASTIVE_TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_inputs_are_computed_in_float32_and_cast_back(dtype):
+def test_contrastive_class_reduces_per_pair_terms_like_tfa():
+    rng = np.random.default_rng(7)
+    labels, embeddings, pair_labels, distances, margin = _contrastive_batch(rng, "L2")
+    terms = contrastive_reference(labels, embeddings, margin)
+    summed = losses.ContrastiveLoss(margin=margin, reduction="sum")(pair_labels, distances)
+    assert float(summed) == pytest.approx(terms.sum(), rel=1e-5)
+    weights = rng.uniform(0, 2, len(terms))
+    weighted = losses.ContrastiveLoss(margin=margin)(pair_labels, distances, sample_weight=weights)
+    assert float(weighted) == pytest.approx((weights * terms).sum() / len(terms), rel=1e-5)  # sum_over_batch_size
+
+
+def test_contrastive_class_config_round_trip():
+    loss = losses.ContrastiveLoss(margin=0.7, name="pairs", reduction="sum")
+    for clone in (
+        losses.ContrastiveLoss.from_config(loss.get_config()),
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss)),
+    ):
+        assert type(clone) is losses.ContrastiveLoss and clone.get_config() == loss.get_config()
+        assert (clone.margin, clone.name, clone.reduction) == (0.7, "pairs", "sum")
+        assert float(clone([1, 0], np.array([0.5, 0.2]))) == pytest.approx(0.25 + 0.25)
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        losses.ContrastiveLoss(margin=-0.1)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_triplet_losses_compute_low_precision_in_float32_and_return_the_input_dtype(dtype, metric):
     rng = np.random.default_rng(5)
-    labels = np.repeat(np.arange(4), 3)
-    embeddings = rng.normal(size=(12, 6)).astype(np.float32)
-    low = tf.cast(embeddings, dtype)
+    labels = rng.integers(0, 4, 12)
+    low = tf.cast(rng.normal(size=(12, 6)).astype(np.float32), dtype)
     rounded = tf.cast(low, "float32").numpy()  # the values the loss actually sees
-    tolerance = 1e-2 if dtype == "float16" else 3e-2  # the result's own rounding to 11 / 8 significant bits
-    semihard = losses.triplet_semihard_loss(labels, low, margin=0.5, distance="L2")
-    assert semihard.dtype == dtype
-    expected, _ = semihard_reference(labels, rounded, 0.5, "L2")
-    assert float(semihard) == pytest.approx(expected, rel=tolerance)
-    hard = losses.triplet_hard_loss(labels, low, margin=0.5)
-    assert hard.dtype == dtype and float(hard) == pytest.approx(
-        hard_reference(labels, rounded, 0.5, "L2", False), rel=tolerance
-    )
-    pair_labels, distances = _all_pairs(labels, rounded)
-    contrastive = losses.contrastive_loss(pair_labels, tf.cast(distances, dtype), margin=1.0)
-    assert contrastive.dtype == dtype
-    assert float(contrastive) == pytest.approx(contrastive_reference(labels, rounded, 1.0), rel=tolerance)
-    assert losses.triplet_semihard_loss(labels, embeddings, margin=0.5).dtype == "float32"
+    tolerance = TRIPLET_TOLERANCE[dtype]
+    semihard_expected, _ = semihard_reference(labels, rounded, 0.5, metric)
+    hard_expected = hard_reference(labels, rounded, 0.5, metric, False)
+    for value, expected in (
+        (losses.triplet_semihard_loss(labels, low, margin=0.5, distance=metric), semihard_expected),
+        (losses.TripletSemiHardLoss(margin=0.5, distance_metric=metric)(labels, low), semihard_expected),
+        (losses.triplet_hard_loss(labels, low, margin=0.5, distance=metric), hard_expected),
+        (losses.TripletHardLoss(margin=0.5, distance_metric=metric)(labels, low), hard_expected),
+    ):
+        assert keras.backend.standardize_dtype(value.dtype) == dtype
+        assert float(value) == pytest.approx(expected, rel=tolerance)
+    details = losses.triplet_semihard_details(labels, low, margin=0.5, distance=metric)
+    assert keras.backend.standardize_dtype(details["loss"].dtype) == "float32"  # bookkeeping: not cast back
 
 
 def test_loss_classes_validate_and_serialise():

@@ -1,4 +1,5 @@
-"""What every classic descriptor shares: input checks, chunked transforms with progress, saved state."""
+"""What every classic descriptor shares: input checks, the fitted image shape and `dim`, saved state,
+per-image loops with progress, and the normalisations of the aggregations."""
 
 from __future__ import annotations
 
@@ -21,6 +22,62 @@ def check_images(images: np.ndarray, name: str) -> np.ndarray:
     if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)) or len(images) == 0:
         raise ValueError(f"{name}: expected images of shape (n, h, w) or (n, h, w, 3) with n >= 1, got {images.shape}")
     return images
+
+
+class Descriptor:
+    """The interface of every descriptor: ``name``, ``metric``, ``params``, the image shape it was fitted on, ``dim``.
+
+    `fit` records the image shape (h, w) or (h, w, 3) with `_remember`; afterwards `transform` accepts
+    only images of that shape (`_check`), so queries are described exactly as the database was (the same
+    SIFT grid, HOG cells, MOP-CNN patches). Unfitted descriptors without a vocabulary take any size.
+    Subclasses set ``name``, ``metric``, ``params`` (the JSON-able constructor arguments) and `_dim`.
+    """
+
+    name: str = ""
+    metric: str = ""
+    params: dict
+    image_shape: tuple[int, ...] | None = None
+
+    def _remember(self, images: np.ndarray) -> np.ndarray:
+        images = check_images(images, self.name)
+        self.image_shape = tuple(int(side) for side in images.shape[1:])
+        return images
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        images = check_images(images, self.name)
+        if self.image_shape is not None and images.shape[1:] != self.image_shape:
+            raise ValueError(
+                f"{self.name}: fitted on images of shape {self.image_shape}, got images of shape {images.shape[1:]}"
+            )
+        return images
+
+    def _fitted_shape(self) -> tuple[int, ...]:
+        if self.image_shape is None:
+            raise ValueError(f"{self.name}: the dimension depends on the images: call fit(images) first")
+        return self.image_shape
+
+    def _dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        """Length of the rows `transform` returns.
+
+        Raises:
+            ValueError: the length depends on what `fit` sees (image size or channels, the CNN's width)
+                and the descriptor is not fitted.
+        """
+        return self._dim()
+
+    def _state_params(self) -> dict:
+        return {**self.params, "image_shape": None if self.image_shape is None else list(self.image_shape)}
+
+
+def split_state(params: dict) -> tuple[dict, tuple[int, ...] | None]:
+    """A saved state's constructor parameters and fitted image shape (None in states saved without one)."""
+    params = dict(params)
+    shape = params.pop("image_shape", None)
+    return params, None if shape is None else tuple(int(side) for side in shape)
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:
@@ -49,8 +106,13 @@ def signed_sqrt(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.sqrt(np.abs(x))
 
 
+def sample_indices(total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most `n` of `total` rows, a seeded sample without replacement (all when fewer)."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def sample_rows(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     """At most `n` rows, a seeded sample in their original order (all when there are fewer)."""
-    if len(rows) <= n:
-        return rows
-    return rows[np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))]
+    return rows if len(rows) <= n else rows[sample_indices(len(rows), n, seed)]

@@ -10,7 +10,7 @@
   the 59 non-rotation-invariant uniform patterns of 8 neighbours at radius 1, each cell's histogram
   L1-normalised and the whole divided by the number of cells (so χ² lies in [0, 1]).
 
-None of them is fitted: `fit` returns the descriptor unchanged.
+None of them learns anything: `fit` only records the image shape (which fixes `dim` for the first two).
 """
 
 from __future__ import annotations
@@ -19,25 +19,42 @@ import cv2
 import numpy as np
 from skimage.feature import hog, local_binary_pattern
 
-from cbir.descriptors.common import check_images, grayscale, per_image
+from cbir.descriptors.common import Descriptor, grayscale, per_image, split_state
 
 
-class _Unfitted:
-    """A descriptor with nothing to learn: `fit` is a no-op, the state is its parameters."""
-
-    name = ""
-    metric = ""
+class _Unfitted(Descriptor):
+    """A descriptor with nothing to learn: `fit` records the image shape; the state is the parameters and it."""
 
     def fit(self, images: np.ndarray, progress: bool = False):
-        check_images(images, self.name)
+        """Record the shape of `images` (uint8 (n, h, w[, 3])); returns self. Raises: ValueError: bad images."""
+        self._check_size(self._remember(images))
         return self
 
+    def _check_size(self, images: np.ndarray) -> np.ndarray:
+        return images
+
+    def transform(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """float32 (n, dim): one row per image (uint8 (n, h, w[, 3]), the fitted shape if fitted).
+
+        Raises:
+            ValueError: not uint8, not (n, h, w[, 3]), another shape than the fitted one, or too small.
+        """
+        return per_image(self._check_size(self._check(images)), self._describe, self.name, progress)
+
+    def _describe(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return dict(self.params), {}
+        """(JSON-able parameters and fitted image shape, no arrays)."""
+        return self._state_params(), {}
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray]):
-        return cls(**params)
+        """The descriptor `get_state` described."""
+        params, shape = split_state(params)
+        descriptor = cls(**params)
+        descriptor.image_shape = shape
+        return descriptor
 
 
 class ColorHistogram(_Unfitted):
@@ -45,6 +62,7 @@ class ColorHistogram(_Unfitted):
 
     Args:
         bins: (hue, saturation, value) bins, each ≥ 1; gray_bins: intensity bins for grayscale images.
+    Dimension: h·s·v bins (128 by default) for RGB, `gray_bins` (32) for grayscale: known after `fit`.
     Raises:
         ValueError: a bin count < 1.
     """
@@ -68,9 +86,8 @@ class ColorHistogram(_Unfitted):
             counts = np.bincount((h * s_bins + s) * v_bins + v, minlength=h_bins * s_bins * v_bins)
         return counts / counts.sum()
 
-    def transform(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        """float32 (n, bins): one L1-normalised histogram per image."""
-        return per_image(check_images(images, self.name), self._describe, self.name, progress)
+    def _dim(self) -> int:
+        return self.params["gray_bins"] if len(self._fitted_shape()) == 2 else int(np.prod(self.params["bins"]))
 
 
 class HOG(_Unfitted):
@@ -79,6 +96,8 @@ class HOG(_Unfitted):
     Args:
         orientations: orientation bins (≥ 1); pixels_per_cell: cell side in pixels (≥ 1);
         cells_per_block: block side in cells (≥ 1).
+    Dimension: blocks_y · blocks_x · cells_per_block² · orientations, blocks = ⌊side / pixels_per_cell⌋ −
+    cells_per_block + 1 per axis (144 at 28 × 28, 1764 at 64 × 64 by default): known after `fit`.
     Raises:
         ValueError: a parameter < 1, or (at transform) images smaller than one block.
     """
@@ -102,13 +121,16 @@ class HOG(_Unfitted):
             channel_axis=-1 if image.ndim == 3 else None,
         )
 
-    def transform(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        """float32 (n, blocks × cells_per_block² × orientations)."""
-        images = check_images(images, self.name)
+    def _check_size(self, images: np.ndarray) -> np.ndarray:
         side = self.params["pixels_per_cell"] * self.params["cells_per_block"]
         if min(images.shape[1:3]) < side:
             raise ValueError(f"hog: images of {images.shape[1:3]} px are smaller than one block ({side} px)")
-        return per_image(images, self._describe, self.name, progress)
+        return images
+
+    def _dim(self) -> int:
+        cell, block = self.params["pixels_per_cell"], self.params["cells_per_block"]
+        blocks = [side // cell - block + 1 for side in self._fitted_shape()[:2]]
+        return blocks[0] * blocks[1] * block**2 * self.params["orientations"]
 
 
 class LBP(_Unfitted):
@@ -116,6 +138,7 @@ class LBP(_Unfitted):
 
     Args:
         points: neighbours P (≥ 1); radius: R in pixels (> 0); grid: cells per side (≥ 1).
+    Dimension: grid² · (P (P − 1) + 3), 16 · 59 = 944 by default, whatever the image size.
     Raises:
         ValueError: a parameter out of range.
     """
@@ -145,11 +168,12 @@ class LBP(_Unfitted):
                 histograms.append(counts / max(counts.sum(), 1))
         return np.concatenate(histograms) / grid**2
 
-    def transform(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        """float32 (n, grid² × (P (P − 1) + 3)), summing to 1 per image."""
-        images = check_images(images, self.name)
+    def _check_size(self, images: np.ndarray) -> np.ndarray:
         if min(images.shape[1:3]) < self.params["grid"]:
             raise ValueError(
                 f"lbp: images of {images.shape[1:3]} px have fewer pixels than {self.params['grid']} cells"
             )
-        return per_image(images, self._describe, self.name, progress)
+        return images
+
+    def _dim(self) -> int:
+        return self.params["grid"] ** 2 * self.n_patterns

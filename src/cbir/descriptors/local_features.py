@@ -25,7 +25,7 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
-from cbir.descriptors.common import check_images, grayscale, l2_rows, sample_rows, signed_sqrt
+from cbir.descriptors.common import Descriptor, check_images, grayscale, l2_rows, sample_rows, signed_sqrt, split_state
 
 
 def grid_keypoints(height: int, width: int, step: int, size: float) -> list[cv2.KeyPoint]:
@@ -101,10 +101,21 @@ def _nearest(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return out
 
 
-class _DenseSift:
-    """Dense SIFT on a grid whose step defaults to an eighth of the image side (at least 4 px)."""
+class _DenseSift(Descriptor):
+    """Dense SIFT on a grid, aggregated with a vocabulary fitted on database images.
 
-    name, metric = "", "cosine"
+    Args:
+        step: grid spacing in pixels (≥ 1); None: an eighth of the shorter image side, at least 4 px
+            (4 px, 7 × 7 keypoints, at 28 × 28; 8 px, 8 × 8 keypoints, at 64 × 64).
+        size: keypoint diameter in pixels (> 0); None: twice the step.
+        root: RootSIFT (True) or SIFT.
+        sample: local descriptors at most that the vocabulary (or PCA and GMM) is fitted on (≥ 1).
+        seed: seeds that sample and the clustering.
+    Raises:
+        ValueError: a parameter out of range; at `transform`, an unfitted descriptor.
+    """
+
+    metric = "cosine"
 
     def __init__(
         self,
@@ -120,7 +131,6 @@ class _DenseSift:
         self.fitted = False
 
     def _local(self, images: np.ndarray, progress: bool) -> np.ndarray:
-        images = check_images(images, self.name)
         step = self.params["step"] or max(4, min(images.shape[1:3]) // 8)
         return dense_sift(images, step, self.params["size"] or 2.0 * step, self.params["root"], progress)
 
@@ -133,26 +143,34 @@ class _DenseSift:
             raise ValueError(f"{self.name} is not fitted: call fit(database_images) first")
 
     def transform(self, images: np.ndarray, progress: bool = False, chunk: int = 2048) -> np.ndarray:
-        """float32 (n, dim): the aggregated descriptor of every image, `chunk` images at a time."""
+        """float32 (n, dim): the aggregated descriptor of every image, `chunk` images at a time.
+
+        Raises:
+            ValueError: not fitted, or images not uint8 (n, h, w[, 3]) of the fitted shape.
+        """
         self._check_fitted()
-        images = check_images(images, self.name)
+        images = self._check(images)
         parts = [self._aggregate(self._local(images[i : i + chunk], progress)) for i in range(0, len(images), chunk)]
-        return np.concatenate(parts).astype(np.float32)
+        return np.concatenate(parts, dtype=np.float32)  # no second copy of a 60 000 × 8 192 result
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able parameters and fitted image shape, the fitted arrays). Raises: ValueError: not fitted."""
         self._check_fitted()
-        return dict(self.params), self._arrays()
+        return self._state_params(), self._arrays()
 
     @classmethod
     def from_state(cls, params: dict, arrays: dict[str, np.ndarray]):
+        """The fitted descriptor `get_state` described."""
+        params, shape = split_state(params)
         descriptor = cls(**params)
         descriptor._restore(arrays)
-        descriptor.fitted = True
+        descriptor.image_shape, descriptor.fitted = shape, True
         return descriptor
 
 
 class SiftBoW(_DenseSift):
-    """Dense SIFT + bag of visual words (tf-idf, L2). Args: vocabulary (k-means words, ≥ 1), and `_DenseSift`'s."""
+    """Dense SIFT + bag of visual words (tf-idf, L2). Args: vocabulary (k-means words, ≥ 1; the dimension),
+    and `_DenseSift`'s."""
 
     name = "sift_bow"
 
@@ -163,7 +181,8 @@ class SiftBoW(_DenseSift):
         self.params["vocabulary"] = int(vocabulary)
 
     def fit(self, images: np.ndarray, progress: bool = False) -> SiftBoW:
-        local = self._local(images, progress)
+        """Learn the vocabulary and the idf from (database) `images`, uint8 (n, h, w[, 3]); returns self."""
+        local = self._local(self._remember(images), progress)
         kmeans = MiniBatchKMeans(self.params["vocabulary"], random_state=self.params["seed"], n_init=3, batch_size=4096)
         self.centres = kmeans.fit(self._training_rows(local)).cluster_centers_.astype(np.float32)
         self.idf = inverse_document_frequency(bow_histograms(local, self.centres))
@@ -173,6 +192,9 @@ class SiftBoW(_DenseSift):
     def _aggregate(self, local: np.ndarray) -> np.ndarray:
         return l2_rows(bow_histograms(local, self.centres) * self.idf)
 
+    def _dim(self) -> int:
+        return self.params["vocabulary"]
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"centres": self.centres, "idf": self.idf}
 
@@ -181,7 +203,8 @@ class SiftBoW(_DenseSift):
 
 
 class SiftVLAD(_DenseSift):
-    """Dense SIFT + VLAD (intra-norm, SSR, L2). Args: centres (k-means, ≥ 1), and `_DenseSift`'s."""
+    """Dense SIFT + VLAD (intra-norm, SSR, L2). Args: centres (k-means, ≥ 1), and `_DenseSift`'s.
+    Dimension: centres × 128."""
 
     name = "sift_vlad"
 
@@ -192,7 +215,8 @@ class SiftVLAD(_DenseSift):
         self.params["centres"] = int(centres)
 
     def fit(self, images: np.ndarray, progress: bool = False) -> SiftVLAD:
-        rows = self._training_rows(self._local(images, progress))
+        """Learn the centres from (database) `images`, uint8 (n, h, w[, 3]); returns self."""
+        rows = self._training_rows(self._local(self._remember(images), progress))
         kmeans = MiniBatchKMeans(self.params["centres"], random_state=self.params["seed"], n_init=3, batch_size=4096)
         self.centres = kmeans.fit(rows).cluster_centers_.astype(np.float32)
         self.fitted = True
@@ -200,6 +224,9 @@ class SiftVLAD(_DenseSift):
 
     def _aggregate(self, local: np.ndarray) -> np.ndarray:
         return vlad(local, self.centres)
+
+    def _dim(self) -> int:
+        return self.params["centres"] * 128
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"centres": self.centres}
@@ -221,7 +248,8 @@ class SiftFisher(_DenseSift):
         self.params.update(modes=int(modes), pca_dim=int(pca_dim))
 
     def fit(self, images: np.ndarray, progress: bool = False) -> SiftFisher:
-        rows = self._training_rows(self._local(images, progress))
+        """Learn the PCA and the GMM from (database) `images`, uint8 (n, h, w[, 3]); returns self."""
+        rows = self._training_rows(self._local(self._remember(images), progress))
         self.pca = PCA(self.params["pca_dim"], random_state=self.params["seed"]).fit(rows)
         reduced = self.pca.transform(rows)
         options = {"covariance_type": "diag", "random_state": self.params["seed"], "max_iter": 100}
@@ -233,6 +261,9 @@ class SiftFisher(_DenseSift):
         n, m, d = local.shape
         reduced = self.pca.transform(local.reshape(n * m, d)).reshape(n, m, -1)
         return np.stack([fisher_vector(rows, self.gmm, improved=True) for rows in reduced]).astype(np.float32)
+
+    def _dim(self) -> int:
+        return self.params["modes"] * (2 * self.params["pca_dim"] + 1)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {

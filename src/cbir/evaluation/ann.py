@@ -4,7 +4,9 @@ and the Pareto frontier of (recall, queries per second).
 Aumüller, Bernhardsson & Faithfull, "ANN-Benchmarks: a benchmarking tool for approximate nearest
 neighbor algorithms", Information Systems 2020. Recall@k here is the fraction of the exact k nearest
 neighbours (by index) that an index returns among its k results, averaged over queries; an index
-that returns fewer than k results (padding index −1) loses the missing ones.
+that returns fewer than k results (padding index −1) loses the missing ones. ann-benchmarks counts
+instead every result within the k-th true distance (+ 10⁻³); the two agree unless the data hold exact
+duplicates or ties at the k-th distance, where matching by index is stricter.
 """
 
 from __future__ import annotations

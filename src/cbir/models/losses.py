@@ -7,6 +7,13 @@ from the one documented change: a batch without any positive pair gives 0, not N
 Each loss is a pure function (labels, embeddings → scalar) plus a thin `keras.losses.Loss`
 that validates its options in ``__init__`` and implements ``get_config``. Keras' ``y_true`` is
 the integer labels, ``y_pred`` the embeddings.
+
+Dtypes follow TensorFlow Addons: float16 / bfloat16 inputs are cast to float32 for the whole
+computation (distances, mining, reduction) and the scalar loss is cast back to the input's dtype;
+float32 (and, for the pure functions, float64) inputs are computed and returned in their own
+dtype. The Keras classes apply the same rule to ``y_pred``: Keras 3 converts it to the loss's
+``dtype`` (float32 unless set) before ``call``, and the reduced value is cast back to float16 /
+bfloat16 when ``y_pred`` was in one of them.
 """
 
 from __future__ import annotations
@@ -34,16 +41,28 @@ LOW_PRECISION = ("float16", "bfloat16")
 """Input dtypes the losses compute in float32 and cast their result back to, as TensorFlow Addons did."""
 
 
-def _in_input_dtype(value, embeddings):
-    """`value` cast back to the dtype of the caller's `embeddings` when that is float16 / bfloat16 (TFA's rule)."""
-    dtype = ops.convert_to_tensor(embeddings).dtype
-    return ops.cast(value, dtype) if dtype in LOW_PRECISION else value
+def _low_precision_dtype(tensor) -> str | None:
+    """The dtype name when `tensor` is float16 / bfloat16, else None (lists, ints, float32, float64)."""
+    dtype = getattr(tensor, "dtype", None)
+    if dtype is None:
+        return None
+    dtype = keras.backend.standardize_dtype(dtype)
+    return dtype if dtype in LOW_PRECISION else None
+
+
+def _in_input_dtype(value, inputs):
+    """`value` cast back to the dtype of the caller's `inputs` when that is float16 / bfloat16 (TFA's rule)."""
+    dtype = _low_precision_dtype(ops.convert_to_tensor(inputs))
+    return ops.cast(value, dtype) if dtype else value
+
+
+def _float32_if_low_precision(tensor):
+    tensor = ops.convert_to_tensor(tensor)
+    return ops.cast(tensor, "float32") if _low_precision_dtype(tensor) else tensor
 
 
 def _prepare(labels, embeddings):
-    embeddings = ops.convert_to_tensor(embeddings)
-    if embeddings.dtype in LOW_PRECISION:
-        embeddings = ops.cast(embeddings, "float32")  # as TFA: distances in float32 at least
+    embeddings = _float32_if_low_precision(embeddings)  # as TFA: distances in float32 at least
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     if len(embeddings.shape) != 2:
         raise ValueError(f"embeddings must have shape (batch, dim), got {tuple(embeddings.shape)}")
@@ -68,7 +87,8 @@ def triplet_semihard_details(labels, embeddings, *, margin: float = 1.0, distanc
 
     Returns:
         dict of scalars: ``loss``; ``n_pairs``, the number of anchor–positive pairs;
-        ``active_fraction``, the fraction of them with a positive hinge (0 when none).
+        ``active_fraction``, the fraction of them with a positive hinge (0 when none). All in
+        float32 for float16 / bfloat16 embeddings (not cast back), else in the embeddings' dtype.
     """
     _, embeddings, same = _prepare(labels, embeddings)
     dtype = embeddings.dtype
@@ -132,7 +152,8 @@ def triplet_hard_loss(labels, embeddings, *, margin: float = 1.0, soft: bool = F
     `soft`); mean over all anchors. An anchor without a positive uses 0 as its farthest-positive
     distance (TFA's rule).
 
-    Args, shapes and dtypes as `triplet_semihard_loss`.
+    Args, shapes and dtypes as `triplet_semihard_loss`: float16 / bfloat16 embeddings are
+    computed in float32 and the scalar loss is returned in their dtype.
     """
     inputs = embeddings
     _, embeddings, same = _prepare(labels, embeddings)
@@ -148,24 +169,31 @@ def triplet_hard_loss(labels, embeddings, *, margin: float = 1.0, soft: bool = F
     return _in_input_dtype(ops.mean(per_anchor), inputs)
 
 
+def _contrastive_terms(pair_labels, pair_distances, margin):
+    """Per-pair terms ``y d² + (1 − y) max(margin − d, 0)²``, shape (n_pairs,), float32 for low precision."""
+    distances = ops.reshape(_float32_if_low_precision(pair_distances), (-1,))
+    labels = ops.cast(ops.reshape(ops.convert_to_tensor(pair_labels), (-1,)), distances.dtype)
+    return labels * ops.square(distances) + (1.0 - labels) * ops.square(ops.maximum(margin - distances, 0.0))
+
+
 def contrastive_loss(pair_labels, pair_distances, *, margin: float = 1.0):
     """Contrastive loss for labelled pairs (Hadsell, Chopra & LeCun, CVPR 2006).
 
-    ``mean(y · d² + (1 − y) · max(margin − d, 0)²)`` over the pairs (TFA's ``contrastive_loss`` gives the
-    per-pair terms; Keras' reduction of `ContrastiveLoss` takes their mean alike).
+    ``mean(y · d² + (1 − y) · max(margin − d, 0)²)`` over the pairs, where d is whatever distance
+    the caller measured between the pair's embeddings (Hadsell et al. and TFA use the Euclidean
+    one, ``ops.norm(a - b, axis=1)``). TFA's ``contrastive_loss`` returned the per-pair terms and
+    left the mean to its Keras class; this returns the mean, and `ContrastiveLoss` reduces the
+    per-pair terms with Keras' reduction as TFA's class did.
 
     Args:
         pair_labels: shape (n_pairs,), 1 for a matching pair, 0 for a non-matching one.
         pair_distances: float, shape (n_pairs,), the distance between the pair's embeddings.
+        margin: the margin m ≥ 0 below which a non-matching pair is penalised.
     Returns:
-        scalar loss in the distances' dtype (computed in float32 for float16 / bfloat16 and cast back).
+        scalar loss in the distances' dtype; float16 / bfloat16 distances are computed in float32
+        and the loss cast back (TFA computed its contrastive terms directly in the input dtype).
     """
-    inputs = ops.convert_to_tensor(pair_distances)
-    distances = ops.cast(inputs, "float32") if inputs.dtype in LOW_PRECISION else inputs
-    labels = ops.cast(ops.reshape(ops.convert_to_tensor(pair_labels), (-1,)), distances.dtype)
-    distances = ops.reshape(distances, (-1,))
-    terms = labels * ops.square(distances) + (1.0 - labels) * ops.square(ops.maximum(margin - distances, 0.0))
-    return _in_input_dtype(ops.mean(terms), inputs)
+    return _in_input_dtype(ops.mean(_contrastive_terms(pair_labels, pair_distances, margin)), pair_distances)
 
 
 def _check(margin: float, distance) -> None:
@@ -175,14 +203,32 @@ def _check(margin: float, distance) -> None:
         get_distance(distance)  # raises ValueError listing the valid names
 
 
+class _InputDtypeLoss(keras.losses.Loss):
+    """A `keras.losses.Loss` whose value comes back in ``y_pred``'s dtype when that is float16 / bfloat16.
+
+    Keras 3 converts ``y_pred`` to the loss's ``dtype`` (float32 unless set) before ``call`` and
+    reduces in it; TFA's losses (Keras 2) returned the input's dtype. This keeps the float32
+    computation and casts the reduced value back, as TFA did.
+    """
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        dtype = _low_precision_dtype(y_pred)
+        return ops.cast(value, dtype) if dtype else value
+
+
 @keras.saving.register_keras_serializable(package="cbir")
-class TripletSemiHardLoss(keras.losses.Loss):
+class TripletSemiHardLoss(_InputDtypeLoss):
     """Keras loss around `triplet_semihard_loss`; drop-in for ``tfa.losses.TripletSemiHardLoss``.
 
     Args:
         margin: α ≥ 0 (default 1.0).
         distance_metric: "L2" (default), "squared-L2", "angular", another `cbir.retrieval.distances` name,
             or a callable returning the pairwise distance matrix (not serialisable).
+
+    Called as ``loss(labels, embeddings)``: a scalar in float32, or in float16 / bfloat16 when the
+    embeddings are (computed in float32 and cast back, as TFA); ``dtype`` as in `keras.losses.Loss`.
+
     Raises:
         ValueError: negative margin or unknown distance name.
     """
@@ -203,8 +249,8 @@ class TripletSemiHardLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="cbir")
-class TripletHardLoss(keras.losses.Loss):
-    """Keras loss around `triplet_hard_loss` (batch-hard, optional soft margin)."""
+class TripletHardLoss(_InputDtypeLoss):
+    """Keras loss around `triplet_hard_loss` (batch-hard, optional soft margin); dtypes as `TripletSemiHardLoss`."""
 
     def __init__(
         self,
@@ -231,8 +277,16 @@ class TripletHardLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="cbir")
-class ContrastiveLoss(keras.losses.Loss):
-    """Keras loss around `contrastive_loss`: ``y_true`` pair labels (1 match / 0), ``y_pred`` distances."""
+class ContrastiveLoss(_InputDtypeLoss):
+    """Keras loss around `contrastive_loss`: ``y_true`` pair labels (1 match / 0), ``y_pred`` distances.
+
+    ``call`` returns the per-pair terms, so ``reduction`` and ``sample_weight`` act per pair as in
+    TFA's ``ContrastiveLoss``; the default reduction gives `contrastive_loss`, the mean. The value
+    is float32, or float16 / bfloat16 when ``y_pred`` is (computed in float32 and cast back).
+
+    Raises:
+        ValueError: negative margin.
+    """
 
     def __init__(self, margin: float = 1.0, name: str = "contrastive_loss", **kwargs):
         _check(margin, "euclidean")
@@ -240,7 +294,7 @@ class ContrastiveLoss(keras.losses.Loss):
         self.margin = float(margin)
 
     def call(self, y_true, y_pred):
-        return contrastive_loss(y_true, y_pred, margin=self.margin)
+        return _contrastive_terms(y_true, y_pred, self.margin)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}

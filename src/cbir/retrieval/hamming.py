@@ -98,7 +98,7 @@ def hamming_top_k(
     cache-blocked pass of XOR and population count over the database; per query, a guess at the
     k-th distance from a sample, one pass collecting the codes at or below it, and a counting
     sort of those only — O(n_database) per query, no sort of the n distances. Groups run in
-    parallel on `n_threads` threads (default: all of Numba's, one per CPU), each with
+    parallel on `n_threads` threads (default: `numba.get_num_threads()`, one per CPU unless set), each with
     16 × n_database bytes of scratch (24 × for codes over 255 bits).
 
     Args:
@@ -119,7 +119,8 @@ def hamming_top_k(
     if k == 0 or len(query_words) == 0:
         return out_distances, out_indices
     previous = numba.get_num_threads()
-    threads = max(1, min(n_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+    # Default: Numba's current thread count, so that a caller's numba.set_num_threads(1) holds here too.
+    threads = max(1, min(n_threads or numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
     try:
         n_chunks = min(threads, -(-len(query_words) // GROUP))  # one run of query groups per thread
