@@ -1,5 +1,7 @@
 """Classic descriptors against hand-worked cases and the libraries they wrap."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -20,6 +22,18 @@ def photos():
 
 
 SMALL = {"sift_bow": {"vocabulary": 8}, "sift_vlad": {"centres": 4}, "sift_fisher": {"modes": 2, "pca_dim": 8}}
+
+
+def mean_colour(patches):
+    """A toy CNN for MOP-CNN: the mean colour of each patch, (m, 3)."""
+    return patches.reshape(len(patches), -1, 3).mean(axis=1)
+
+
+def _small(name):
+    params = dict(SMALL.get(name, {}))
+    if name == "mop_cnn":
+        params.update(patch_features=mean_colour, pca_dim=2, centres=3)
+    return make_descriptor(name, **params)
 
 
 def test_colour_histogram_of_solid_colours_by_hand():
@@ -97,7 +111,6 @@ def test_fisher_vector_shape_and_normalisation(photos):
 def test_mop_cnn_levels_with_a_toy_cnn():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    mean_colour = lambda patches: patches.reshape(len(patches), -1, 3).mean(axis=1)  # noqa: E731 - a toy CNN
     assert len(patch_grid(32, 0.5)) == 9 and len(patch_grid(32, 0.25)) == 49  # stride half a patch
     descriptor = make_descriptor("mop_cnn", patch_features=mean_colour, pca_dim=2, centres=3).fit(images)
     vectors = descriptor.transform(images)
@@ -108,13 +121,58 @@ def test_mop_cnn_levels_with_a_toy_cnn():
     np.testing.assert_array_equal(restored.transform(images), vectors)
 
 
-@pytest.mark.parametrize("name", sorted(set(DESCRIPTORS) - {"mop_cnn"}))
-def test_fitted_state_round_trip_gives_identical_descriptors(photos, name):
-    descriptor = make_descriptor(name, **SMALL.get(name, {})).fit(photos[:4])
+@pytest.mark.parametrize("name", sorted(DESCRIPTORS))
+def test_fitted_state_round_trip_through_json_and_npz_gives_identical_descriptors(photos, name, tmp_path):
+    descriptor = _small(name).fit(photos[:4])
     params, arrays = descriptor.get_state()
-    restored = DESCRIPTORS[name].from_state(params, arrays)
+    np.savez(tmp_path / "state.npz", **arrays)  # as an index attachment: JSON parameters, arrays without pickle
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    extra = {"patch_features": mean_colour} if name == "mop_cnn" else {}
+    restored = DESCRIPTORS[name].from_state(json.loads(json.dumps(params)), arrays, **extra)
     np.testing.assert_array_equal(restored.transform(photos), descriptor.transform(photos))
-    assert descriptor.transform(photos).dtype == np.float32
+    assert descriptor.transform(photos).dtype == np.float32 and restored.dim == descriptor.dim
+
+
+# By hand, default parameters: HOG at 28 px has 3 × 3 cells of 8 px, 2 × 2 blocks of 2 × 2 cells × 9 bins = 144,
+# at 64 px 8 × 8 cells, 7 × 7 blocks: 1764; LBP 4 × 4 cells × 59 patterns; VLAD 4 centres × 128; Fisher 2 modes
+# × (2 · 8 + 1); MOP-CNN 3 (whole image) + 2 levels × 3 centres × 2 PCA dims.
+DIMS = {"color_hist": (128, 128), "hog": (144, 1764), "lbp": (944, 944), "sift_bow": (8, 8), "sift_vlad": (512, 512),
+        "sift_fisher": (34, 34), "mop_cnn": (15, 15)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(DESCRIPTORS))
+@pytest.mark.parametrize("side", [28, 64])
+def test_dim_is_the_width_of_the_transform(name, side):
+    images = np.random.default_rng(side).integers(0, 256, (4, side, side, 3), dtype=np.uint8)
+    descriptor = _small(name).fit(images)
+    assert descriptor.dim == descriptor.transform(images).shape[1] == DIMS[name][side == 64]
+
+
+def test_dim_before_fit_only_where_parameters_fix_it():
+    assert make_descriptor("lbp").dim == 944 and make_descriptor("sift_vlad").dim == 64 * 128
+    assert make_descriptor("sift_fisher").dim == 16 * (2 * 64 + 1) and make_descriptor("sift_bow").dim == 256
+    for name in ("color_hist", "hog"):  # image size / channels decide
+        with pytest.raises(ValueError, match="call fit"):
+            _ = make_descriptor(name).dim
+    with pytest.raises(ValueError, match="not fitted"):
+        _ = _small("mop_cnn").dim
+    gray = np.zeros((2, 28, 28), np.uint8)
+    assert make_descriptor("color_hist").fit(gray).dim == 32 == make_descriptor("color_hist").transform(gray).shape[1]
+
+
+def test_dense_sift_keeps_every_keypoint_of_a_small_image():
+    images = np.random.default_rng(2).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    assert dense_sift(images, step=4, size=8).shape == (2, 7 * 7, 128)  # the 28 px default grid: 2, 6, ..., 26
+
+
+def test_mop_cnn_repeats_grayscale_to_three_channels():
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=3)
+    from_gray = _small("mop_cnn").fit(gray).transform(gray)
+    np.testing.assert_allclose(from_gray, _small("mop_cnn").fit(rgb).transform(rgb), atol=1e-6)
+    assert len(patch_grid(28, 0.5)) == 3 * 3 and len(patch_grid(28, 0.25)) == 8 * 8  # 14 px stride 7; 7 px stride 3
 
 
 def test_bad_input_names_the_problem(photos):
@@ -130,3 +188,21 @@ def test_bad_input_names_the_problem(photos):
         make_descriptor("sift_bow", vocabluary=3)
     with pytest.raises(ValueError, match="smaller than one block"):
         make_descriptor("hog", pixels_per_cell=40).transform(photos)
+    with pytest.raises(ValueError, match=r"fitted on images of shape \(64, 64, 3\), got images of shape \(32, 32, 3\)"):
+        make_descriptor("hog").fit(photos).transform(photos[:, :32, :32])
+    with pytest.raises(ValueError, match=r"\(64, 64, 3\).*\(64, 64\)"):
+        _small("sift_bow").fit(photos).transform(photos[..., 0])
+    with pytest.raises(ValueError, match="not fitted"):
+        make_descriptor("sift_fisher").get_state()
+    with pytest.raises(ValueError, match="fractions"):
+        make_descriptor("mop_cnn", fractions=(1.0,))
+    with pytest.raises(ValueError, match=r"must return \(54, d\) rows, got \(54,\)"):
+        make_descriptor("mop_cnn", patch_features=lambda patches: patches.mean(axis=(1, 2, 3))).fit(photos)
+
+
+def test_a_state_saved_without_image_shape_still_loads(photos):
+    descriptor = make_descriptor("sift_vlad", centres=4).fit(photos)
+    params, arrays = descriptor.get_state()
+    del params["image_shape"]  # states written before the shape was recorded
+    restored = DESCRIPTORS["sift_vlad"].from_state(params, arrays)
+    np.testing.assert_array_equal(restored.transform(photos), descriptor.transform(photos))

@@ -15,7 +15,7 @@ the best of several runs. Ground truth: `cbir.retrieval.exact.exact_search`.
 Recall here matches results by index: with exact duplicates in the data, an exact method may return a
 duplicate in place of the listed neighbour and lose recall, where ann-benchmarks (which counts every
 result within the k-th true distance + 10⁻³) would not. ``lsh`` is this project's NumPy implementation
-(a Python loop over queries and tables): its queries/s measures that, not what a C++ LSH would reach.
+(bucket look-ups vectorised per table in Python): its queries/s measures that, not what a C++ LSH would reach.
 """
 
 from __future__ import annotations
