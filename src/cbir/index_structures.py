@@ -30,16 +30,13 @@ from cbir.retrieval.distances import get_distance, pairwise_distances
 from cbir.retrieval.exact import exact_search
 from cbir.retrieval.feature_index import FeatureIndex
 from cbir.retrieval.indexes import load_index, make_index
+from cbir.retrieval.indexes.faiss_indexes import pq_subquantizers
 from cbir.retrieval.ranking import l2_normalize, top_k
 
 STRUCTURES = {"flat": None, "hnsw": "hnsw", "ivfpq": "ivfpq", "binary": "two_phase"}
 """``--index`` choice → the kind of `cbir.retrieval.indexes` (None: exact search, no ANN file)."""
 
 Log = Callable[[str], None]
-
-
-def _largest_divisor_at_most(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 def default_params(structure: str, n: int, dim: int) -> tuple[dict, dict]:
@@ -59,7 +56,7 @@ def default_params(structure: str, n: int, dim: int) -> tuple[dict, dict]:
         return {"M": 32, "ef_construction": 200}, {"ef_search": 128}
     if structure == "ivfpq":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
-        build = {"nlist": nlist, "m": _largest_divisor_at_most(dim, 64), "nbits": max(1, min(8, int(math.log2(n))))}
+        build = {"nlist": nlist, "m": pq_subquantizers(dim), "nbits": max(1, min(8, int(math.log2(n))))}
         return build, {"nprobe": min(nlist, 16), "refine": 10}
     if structure == "binary":
         return {"encoder": "itq", "bits": max(1, min(128, dim, n))}, {"shortlist": min(1000, n)}

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from cbir.evaluation.ann import knn_recall, pareto_frontier
 from cbir.retrieval.exact import exact_search
 from cbir.retrieval.indexes import make_index
+from cbir.retrieval.indexes.faiss_indexes import pq_subquantizers
 from cbir.retrieval.ranking import l2_normalize
 
 SWEEP_COLUMNS = ["index", "kind", "build", "search", "recall", "qps", "build_s", "bytes_per_vector", "queries"]
@@ -75,7 +76,7 @@ def default_sweep(n: int, dim: int, seed: int = 0, large: bool = False) -> list[
     recall against float search notebook 05 shows on the deep features), PQ timed on 100 queries.
     """
     nlist = max(1, int(np.sqrt(n)))
-    m = max(d for d in range(1, min(dim, 64) + 1) if dim % d == 0)
+    m = pq_subquantizers(dim)
     probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist]
     sweep = [
         {"kind": "flat", "name": "exact"},

@@ -24,6 +24,11 @@ import numpy as np
 from cbir.retrieval.indexes.base import VectorIndex, _rows, register
 
 
+def pq_subquantizers(dim: int, limit: int = 64) -> int:
+    """The largest number of PQ sub-quantisers m ≤ `limit` that divides `dim` (faiss requires dim % m == 0)."""
+    return max(d for d in range(1, min(dim, limit) + 1) if dim % d == 0)
+
+
 class _FaissIndex(VectorIndex):
     """A faiss index held in ``self.index``, made empty at construction by `_make`."""
 
