@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lint format test reports smoke data readme-results lab clean
+.PHONY: install lint format test reports benchmarks smoke data readme-results lab clean
 
 install: $(STAMP)
 
@@ -36,7 +36,17 @@ data: $(STAMP)
 
 reports: data
 	$(BIN)/cbir reports --profile $(PROFILE)
+	$(MAKE) benchmarks
 	$(BIN)/cbir reports --update-readme
+
+# Every benchmark at its default size (about 25 minutes on 2 cores), each writing reports/benchmarks.json,
+# one at a time so that none times another's load; after the notebooks (bench_search's real set reads
+# notebook 02's cached features and head).
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/bench_distances.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_indexes.py
 
 # Every notebook on tiny data in a minute or two, written under reports/smoke/ so that the committed
 # default-profile figures and metrics are left alone.

@@ -7,7 +7,8 @@ the same (queries × database) matrix of float64 distances from the same float32
 {0, 1} features for hamming, jaccard and dice, as notebook 04 uses them); each is warmed up once,
 then timed as the best of `--repeats`. Values are checked to agree (to 1e-9 relative) before any
 time is printed. The last line reads ``slowest_ratio=<r> metric=<name>``: the smallest speed-up
-over `cdist` among the metrics.
+over `cdist` among the metrics. Results go to ``reports/benchmarks.json`` (`cbir.benchmark_records.record_benchmark`)
+unless --no-record or the sizes are below the defaults.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--database", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true", help="do not write reports/benchmarks.json")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     features = np.abs(rng.normal(size=(args.queries + args.database, args.dim))).astype(np.float32)
@@ -60,6 +62,21 @@ def main() -> None:
             f"  {name:<12} registry {ours_time * 1e3:8.1f} ms   cdist {scipy_time * 1e3:8.1f} ms   {ratios[name]:6.1f}x"
         )
     slowest = min(ratios, key=ratios.get)
+    if not args.no_record and (args.queries, args.database, args.dim) >= (200, 20_000, 256):
+        from cbir.benchmark_records import record_benchmark
+
+        fastest = max(ratios, key=ratios.get)
+        summary = [
+            f"Registry distances against `scipy.spatial.distance.cdist` ({args.queries} x {args.database:,}, "
+            f"{args.dim}-D, same values to 1e-9): from {ratios[slowest]:.1f}x ({slowest}) to "
+            f"{ratios[fastest]:.0f}x ({fastest}) faster."
+        ]
+        record_benchmark(
+            "bench_distances",
+            "python benchmarks/bench_distances.py",
+            {f"{name}_vs_cdist": ratio for name, ratio in ratios.items()},
+            summary,
+        )
     print(f"slowest_ratio={ratios[slowest]:.2f} metric={slowest}")
 
 

@@ -12,33 +12,33 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def test_bench_search_runs_and_agrees_with_faiss():
-    # The script itself asserts that its Hamming distances equal faiss's.
+    # The script itself asserts that its Hamming top-k is a true top-k with faiss's distances.
+    # A shortlist of the whole database is exhaustive search: recall 1 is reached, so a best point exists.
     completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_search.py"),
-            "--n",
-            "20000",
-            "--queries",
-            "12",
-            "--dim",
-            "32",
-            "--clusters",
-            "50",
-            "--repeats",
-            "1",
-            "--naive-queries",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        [sys.executable, str(BENCHMARKS / "bench_search.py"), "--n", "5000", "--queries", "12", "--dim", "32",
+         "--k", "5", "--datasets", "tight,overlapping", "--bits", "16,32", "--shortlists", "0.01,1",
+         "--repeats", "1", "--naive-queries", "2", "--no-record"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     last = completed.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"hamming_vs_faiss=([\d.]+) two_phase_speedup=([\d.]+) recall@10=([\d.]+)", last)
+    match = re.fullmatch(
+        r"hamming_vs_faiss=([\d.]+) two_phase_speedup=([\d.]+) recall@5=([\d.]+) dataset=overlapping", last
+    )
     assert match, last
-    assert 0.0 <= float(match.group(3)) <= 1.0
+    assert float(match.group(1)) > 0 and float(match.group(2)) > 0 and float(match.group(3)) >= 0.95
+    assert "(b) tight" in completed.stdout and "(b) overlapping" in completed.stdout
+    for code in ("itq16", "itq32", "lsh16", "lsh32"):
+        rows = [line.split() for line in completed.stdout.splitlines() if line.split()[:1] == [code]]
+        assert len(rows) == 2 and all(float(row[2]) == 1.0 for row in rows), rows  # L = n: exact
+
+
+def test_bench_search_rejects_bad_arguments():
+    for bad in (["--datasets", "nope"], ["--bits", "1000"], ["--shortlists", "0"], ["--encoders", "pca"]):
+        completed = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "bench_search.py"), *bad], capture_output=True, text=True, timeout=600
+        )
+        assert completed.returncode == 2 and "error" in completed.stderr, (bad, completed.stderr)
 
 
 def test_bench_distances_runs_and_agrees_with_scipy():
@@ -57,12 +57,16 @@ def test_bench_features_runs(tmp_path):
     environment = {**os.environ, "CBIR_DATA_DIR": str(tmp_path / "data")}  # its cache lands in tmp_path
     completed = subprocess.run(
         [sys.executable, str(BENCHMARKS / "bench_features.py"), "--images", "24", "--input-size", "32",
-         "--batch-size", "8", "--repeats", "1"],
+         "--batch-size", "8", "--repeats", "1", "--map-database", "40", "--map-queries", "10"],
         capture_output=True, text=True, timeout=600, env=environment,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     last = completed.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"pipeline_vs_bare=[\d.]+ cached_speedup=[\d.]+", last), last
+    match = re.fullmatch(
+        r"pipeline_vs_bare=[\d.]+ cached_speedup=[\d.]+ bf16_speedup=([\d.]+) bf16_map_delta=([-+][\d.]+)", last
+    )
+    assert match, last
+    assert float(match.group(1)) > 0 and abs(float(match.group(2))) <= 1
 
 
 def test_bench_indexes_runs_and_prints_its_summary():

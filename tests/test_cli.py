@@ -142,6 +142,19 @@ def test_index_refuses_to_mix_backbones(folder, tmp_path, capsys, isolated_paths
     assert code == 1 and "does not exist" in err
 
 
+def test_bfloat16_index_records_its_precision_and_finds_the_same_photo(folder, tmp_path, capsys, isolated_paths):
+    index = tmp_path / "index"
+    assert _run(capsys, "index", folder, "--out", index, *FAST, "--precision", "bfloat16")[0] == 0
+    assert json.loads((index / "index.json").read_text())["settings"]["precision"] == "bfloat16"
+    code, _, err = _run(capsys, "index", folder, "--out", index, *FAST)  # float32 into a bfloat16 index
+    assert code == 1 and "precision" in err
+    code, out, _ = _run(capsys, "search", index, folder / "chelsea.jpg", "--json", "-k", "1")
+    assert code == 0 and json.loads(out)["results"][0]["path"].endswith("chelsea.jpg")
+    with pytest.raises(SystemExit) as usage:
+        _run(capsys, "index", folder, "--out", tmp_path / "x", *FAST, "--precision", "float16")
+    assert usage.value.code == 2 and "--precision" in capsys.readouterr().err
+
+
 def test_default_offline_backbone_finds_the_same_photo(tmp_path, capsys, isolated_paths):
     root = tmp_path / "photos"
     for name in ("chelsea", "coffee", "astronaut", "rocket", "camera"):

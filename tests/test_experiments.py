@@ -13,7 +13,7 @@ from cbir.data.sources import load
 from cbir.data.splits import held_out_name, retrieval_split, split
 from cbir.evaluation.retrieval import retrieval_metrics
 from cbir.evaluation.verification import choose_threshold, pair_scores
-from cbir.experiments import common, exploration, hashing, metric_learning, pretrained
+from cbir.experiments import common, exploration, hashing, metric_learning, model_selection, pretrained
 from cbir.features import FeatureExtractor
 from cbir.models.backbones import get_backbone
 from cbir.models.dlbhc import encode
@@ -296,6 +296,22 @@ def test_train_hash_heads_is_seeded_and_encodes_with_the_trained_model():
     np.testing.assert_array_equal(again[16].database_latent, run.database_latent)
 
 
+def test_hashing_seed_spread_reuses_a_trained_run_and_trains_the_other_seeds():
+    digits = load_digits()["all"].subset(np.arange(300))
+    features = digits.images.reshape(300, -1).astype(np.float32) / 255
+    options = {"hidden_units": (32,), "epochs": 1, "batch_size": 64, "val_fraction": 0.2}
+    queries, labels = features[:20], digits.labels[:20]
+    run = hashing.train_hash_heads(digits, features, queries, [16], seed=0, **options)[16]
+    spread = model_selection.hashing_seed_spread(
+        digits, features, queries, labels, 16, [0, 1], 30, trained={0: run}, **options
+    )
+    assert list(spread["seed"]) == [0, 1]
+    distances = (unpack_codes(run.query_codes, 16)[:, None, :] != (run.database_latent >= 0.5)[None]).sum(axis=2)
+    expected = np.mean([average_precision_score(digits.labels == q, -d) for q, d in zip(labels, distances)])
+    assert spread.loc[0, "map_hamming"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < spread.loc[1, "map_two_phase"] <= 1 and spread.loc[1, "map_hamming"] != spread.loc[0, "map_hamming"]
+
+
 def test_near_binary_fraction_by_hand():
     assert hashing.near_binary_fraction(np.array([[0.05, 0.5, 0.95, 0.9]])) == 0.5  # 0.9 is not above 0.9
 
@@ -405,6 +421,60 @@ def test_projection_head_trains_and_the_siamese_model_agrees():
     assert metric_learning.check_siamese(model, inputs["held_out"], vectors["held_out"], pairs) < 1e-4
     with pytest.raises(ValueError, match="Siamese scores differ"):
         metric_learning.check_siamese(model, inputs["held_out"], np.roll(vectors["held_out"], 1, axis=0), pairs)
+
+
+def _head_problem():
+    """Three classes of 10-D features (train / validation / held-out) and a builder of small projection heads."""
+    rng = np.random.default_rng(7)
+    train, validation, held_out = _labelled(12), _labelled(6, seed=1), _labelled(6, seed=2)
+    centres = rng.normal(size=(3, 10)) * 2
+    features = {
+        name: (centres[s.labels] + rng.normal(size=(len(s), 10))).astype(np.float32)
+        for name, s in (("train", train), ("validation", validation), ("held_out", held_out))
+    }
+
+    def build():
+        return metric_learning.build_embedding(
+            "features", features, {}, backbone="vgg16", input_size=32, embedding_dim=4, hidden_units=8
+        )[0]
+
+    return train, validation, held_out, features, build
+
+
+def test_loss_selection_uses_validation_pairs_only_and_is_seeded():
+    train, validation, held_out, features, build = _head_problem()
+    pairs = metric_learning.evaluation_pairs({"validation": validation, "held_out": held_out}, 40, seed=0)
+    grid = model_selection.loss_grid(["squared-L2", "angular"], [0.2, 0.5]) + [{"distance": "angular", "margin": 0.2}]
+    assert [model_selection.setting_key(g) for g in grid[:2]] == ["squared-L2_0.2", "squared-L2_0.5"]
+    training = {"epochs": 2, "steps_per_epoch": 3, "pk_batch": (3, 4)}
+    selection = model_selection.select_on_validation(
+        build, features, train, validation, pairs["validation"], grid, seed=0, **training
+    )
+    table = selection.table
+    assert len(table) == 5 and table["chosen"].sum() == 1
+    # the same setting twice, seeded the same: the same score (the comparison is not luck of the draw)
+    assert table.loc[2, "val_roc_auc"] == pytest.approx(table.loc[4, "val_roc_auc"], abs=1e-6)
+    best = table.loc[table["chosen"]].iloc[0]
+    assert best["val_roc_auc"] == table["val_roc_auc"].max()
+    assert selection.setting == {"distance": best["distance"], "margin": best["margin"]}
+    # the score is scikit-learn's ROC AUC of the chosen model on the validation pairs, not the held-out ones
+    first, second, is_match = pairs["validation"]
+    vectors = selection.model.predict(features["validation"], verbose=0)
+    expected = roc_auc_score(is_match, np.sum(vectors[first] * vectors[second], axis=1))
+    assert best["val_roc_auc"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        model_selection.select_on_validation(build, features, train, validation, pairs["validation"], [], seed=0)
+    spread = model_selection.embedding_seed_spread(
+        build, features, train, validation, held_out.labels, pairs["held_out"], selection.setting, [0, 1],
+        trained={0: selection.model}, **training,
+    )  # fmt: skip
+    first, second, is_match = pairs["held_out"]
+    held = selection.model.predict(features["held_out"], verbose=0)
+    database = selection.model.predict(features["train"], verbose=0)
+    assert list(spread["seed"]) == [0, 1]
+    assert spread.loc[0, "roc_auc"] == pytest.approx(roc_auc_score(is_match, np.sum(held[first] * held[second], 1)))
+    assert spread.loc[0, "map"] == pytest.approx(_cosine_ap(held, held_out.labels, database, train.labels), abs=1e-6)
+    assert spread.loc[1, "roc_auc"] != spread.loc[0, "roc_auc"]  # another seed, another model
 
 
 def test_evaluation_pairs_are_balanced_and_capped():

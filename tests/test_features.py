@@ -36,6 +36,24 @@ def test_pipeline_equals_direct_model_call(backbone, images):
     np.testing.assert_allclose(extracted[:4], np.asarray(gem(maps)), rtol=1e-4, atol=1e-5)
 
 
+def test_bfloat16_backbone_computes_in_bfloat16_and_pools_in_float32(backbone, images):
+    half = get_backbone("vgg16", layer="block5_conv3", weights=None, input_size=32, precision="bfloat16")
+    assert all(np.array_equal(a, b) for a, b in zip(half.model.get_weights(), backbone.model.get_weights()))
+    assert {w.dtype for w in half.model.get_weights()} == {np.dtype("float32")}  # weights stay float32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    conv = half.model.get_layer("block5_conv3")
+    assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
+    reference = FeatureExtractor(backbone, pooling="gem", batch_size=8).extract(images, cache=False, progress=False)
+    extractor = FeatureExtractor(half, pooling="gem", batch_size=8)
+    assert extractor.model.get_layer("gem_pooling").compute_dtype == "float32"
+    features = extractor.extract(images, cache=False, progress=False)
+    assert features.dtype == np.float32 and not np.array_equal(features, reference)  # really rounded
+    cosine = np.sum(features * reference, 1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.99  # bfloat16 keeps 8 bits of mantissa: close, not equal
+    with pytest.raises(ValueError, match="precision must be one of"):
+        get_backbone("vgg16", weights=None, input_size=32, precision="float16")
+
+
 def test_several_poolings_in_one_pass(backbone, images):
     extractor = FeatureExtractor(backbone, pooling=["mac", "gem"], pooling_options={"gem": {"p": 2.0}}, batch_size=8)
     result = extractor.extract(images, cache=False, progress=False)
@@ -91,14 +109,19 @@ def test_cache_key_tracks_everything_that_changes_features(backbone, images, tmp
     )
     changed = ImageSet(labels=images.labels, class_names=images.class_names, images=images.images.copy())
     changed.images[0, 0, 0, 0] ^= 1
+    bf16 = FeatureExtractor(
+        get_backbone("vgg16", layer="block5_conv3", weights=None, input_size=32, precision="bfloat16"), pooling="gem"
+    )
     keys = {
         base.cache_dir(images),
         other_p.cache_dir(images),
         other_pool.cache_dir(images),
         other_seed.cache_dir(images),
         base.cache_dir(changed),
+        bf16.cache_dir(images),
     }
-    assert len(keys) == 5
+    assert len(keys) == 6
+    assert "precision" not in base.settings() and bf16.settings()["precision"] == "bfloat16"
     assert dataset_fingerprint(images) != dataset_fingerprint(changed)
 
 

@@ -22,6 +22,7 @@ LAYERS = [
     "features",
     "viz",
     "experiments",
+    "benchmark_records",
     "reports",
     "cli",
 ]

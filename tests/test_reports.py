@@ -1,11 +1,12 @@
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from cbir import config, reports
+from cbir import benchmark_records, config, reports
 
 
 def test_record_metrics_merges_flat_numbers(isolated_paths):
@@ -21,6 +22,14 @@ def test_record_metrics_merges_flat_numbers(isolated_paths):
 def test_record_metrics_rejects_non_numbers(isolated_paths, value):
     with pytest.raises(ValueError, match="must be a finite number"):
         reports.record_metrics("00_a", {"x": value})
+
+
+def test_forget_metrics_removes_one_notebooks_entries(isolated_paths):
+    reports.record_metrics("00_a", {"x": 1, "y": 2})
+    reports.record_metrics("00_ab", {"z": 3})
+    assert sorted(reports.forget_metrics("00_a")) == ["00_a/x", "00_a/y"]
+    assert reports.read_metrics() == {"00_ab/z": 3}
+    assert reports.forget_metrics("00_a") == []
 
 
 def test_record_metrics_rejects_slash_in_name(isolated_paths):
@@ -62,6 +71,9 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, isolated_paths, mo
     _notebook(notebooks / "02_never.ipynb", ["pass"])
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "p.yaml").write_text("00_ok:\n  x: 42\n")
+    reports.record_metrics("00_ok", {"dropped_since": 1.0})
+    reports.record_metrics("01_broken", {"old": 2.0})
+    reports.record_metrics("09_other", {"kept": 3.0})
     monkeypatch.setattr(reports.config, "PARAMS_DIR", tmp_path / "params")
     with pytest.raises(reports.NotebookFailed) as caught:
         reports.run("p", notebooks_dir=notebooks, progress=False)
@@ -70,7 +82,9 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path, isolated_paths, mo
     assert "cell" in str(error) and error.execution_count == 3
     metrics = reports.read_metrics()
     assert metrics["00_ok/x"] == 42 and "00_ok/runtime_s" in metrics
-    assert not any(key.startswith("02_never") for key in metrics)
+    assert "00_ok/dropped_since" not in metrics  # a rerun's file holds only that run's keys
+    assert not any(key.startswith(("01_broken", "02_never")) for key in metrics)
+    assert metrics["09_other/kept"] == 3.0  # notebooks that did not run keep theirs
 
 
 def test_update_readme_replaces_only_the_marked_section(tmp_path, isolated_paths):
@@ -91,8 +105,31 @@ def test_update_readme_replaces_only_the_marked_section(tmp_path, isolated_paths
 def test_update_readme_requires_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
-    with pytest.raises(ValueError, match="results markers not found"):
+    with pytest.raises(ValueError, match="markers not found"):
         reports.update_readme(readme)
+
+
+def test_benchmarks_are_recorded_with_the_machine_and_rendered_into_the_readme(tmp_path, isolated_paths):
+    record = benchmark_records.record_benchmark
+    record("bench_b", "python b.py", {"ratio": 2}, ["B is 2.00x faster."])
+    record("bench_a", "python a.py", {"speedup": 11.25}, ["A: 11.2x at recall@10 0.951."])
+    record("bench_b", "python b.py --n 5", {"ratio": 3.5}, ["B is 3.50x faster."])  # replaces
+    recorded = json.loads(benchmark_records.benchmarks_path().read_text())
+    assert list(recorded) == ["bench_a", "bench_b"] and recorded["bench_b"]["results"] == {"ratio": 3.5}
+    machine = recorded["bench_a"]["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", machine["date"])
+    with pytest.raises(ValueError, match="bench_c: result x"):
+        benchmark_records.record_benchmark("bench_c", "c", {"x": float("nan")}, [])
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"{reports.RESULTS_START}\n{reports.RESULTS_END}\nmiddle\n{benchmark_records.BENCHMARKS_START}\nold\n{benchmark_records.BENCHMARKS_END}\n"
+    )
+    reports.update_readme(readme)
+    text = readme.read_text()
+    assert "old" not in text and "middle" in text
+    first = f"**`python a.py`** — {machine['cpu']}, {machine['cores']} cores, {machine['date']}:"
+    assert text.index(first) < text.index("- A: 11.2x at recall@10 0.951.") < text.index("- B is 3.50x faster.")
+    assert "B is 2.00x" not in text
 
 
 def _parameters(notebook: Path) -> dict:

@@ -108,6 +108,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         features = backbone.model.output
         outputs = [
+            # pooling layers are float32 and cast a bfloat16 map up before pooling (GeM's cube needs it)
             features if p is None else GlobalPooling(p, self.pooling_options[p], name=f"{p}_pooling")(features)
             for p in poolings
         ]
@@ -117,6 +118,8 @@ class FeatureExtractor:
         """What determines one pooling's features, besides the images (stored with caches and indexes)."""
         pooling = pooling if pooling is not None else self.poolings[0]
         random_init = {} if self.backbone.weights else {"seed": self.backbone.seed}
+        # float32 is left out, so that caches written before the precision option stay valid
+        precision = {} if self.backbone.precision == "float32" else {"precision": self.backbone.precision}
         return {
             "backbone": self.backbone.name,
             "weights": self.backbone.weights,
@@ -125,6 +128,7 @@ class FeatureExtractor:
             "pooling": pooling,
             "pooling_options": self.pooling_options.get(pooling, {}),
             "input_size": list(self.backbone.input_size),
+            **precision,
         }
 
     @property

@@ -31,7 +31,7 @@ from cbir.folder_descriptors import (
     is_descriptor_settings,
 )
 from cbir.index_structures import refresh_structure, search_index
-from cbir.models.backbones import BACKBONES, get_backbone
+from cbir.models.backbones import BACKBONES, PRECISIONS, get_backbone
 from cbir.models.pooling import POOLINGS
 from cbir.retrieval.feature_index import FeatureIndex, is_index
 from cbir.retrieval.ranking import l2_normalize
@@ -70,16 +70,20 @@ def extractor_settings(
     pooling: str = "gem",
     gem_p: float = 3.0,
     input_size: int | None = None,
+    precision: str = "float32",
 ) -> dict:
-    """The settings an index records and checks: backbone, weights, layer, pooling (+ options), size.
+    """The settings an index records and checks: backbone, weights, layer, pooling (+ options), size, and
+    the compute precision when it is not float32 (`cbir.models.backbones.get_backbone`).
 
     Raises:
-        ValueError: unknown backbone, or `gem_p` <= 0.
+        ValueError: unknown backbone or precision, or `gem_p` <= 0.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
     if gem_p <= 0:
         raise ValueError(f"the GeM exponent must be > 0, got {gem_p}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     spec = BACKBONES[backbone]
     layer = layer or spec.conv_layer
     is_dense = layer in spec.top_layers
@@ -93,6 +97,7 @@ def extractor_settings(
         "pooling_options": {} if is_dense or pooling != "gem" else {"p": gem_p},
         "input_size": [size, size],
         "decode_max_side": DECODE_HEADROOM * size,  # files are shrunk while decoding (cbir.data.pipeline)
+        **({} if precision == "float32" else {"precision": precision}),  # float32 indexes keep their settings
     }
 
 
@@ -127,6 +132,8 @@ def check_extractor_settings(settings: object, source: str = "settings") -> None
         isinstance(size, list) and len(size) == 2 and all(type(s) is int and 8 <= s <= MAX_INPUT_SIZE for s in size)
     ):
         raise fail("input_size", f"[height, width] in [8, {MAX_INPUT_SIZE}]", size)
+    if settings.get("precision", "float32") not in PRECISIONS:
+        raise fail("precision", f"absent or one of {list(PRECISIONS)}", settings.get("precision"))
     options = settings.get("pooling_options", {})
     if not isinstance(options, dict) or any(
         not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0 for v in options.values()
@@ -146,6 +153,7 @@ def make_extractor(settings: dict, batch_size: int = 32) -> FeatureExtractor:
         weights=settings["weights"],
         input_size=tuple(settings["input_size"]),
         seed=settings.get("seed") or 0,
+        precision=settings.get("precision", "float32"),
     )
     pooling = settings["pooling"]
     options = {pooling: settings.get("pooling_options", {})} if pooling else None

@@ -31,6 +31,7 @@ def command_index(args, output: Output) -> int:
             args.pooling,
             args.gem_p,
             args.input_size,
+            args.precision,
         )
     try:
         report = index_folder(

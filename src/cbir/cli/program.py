@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--input-size", type=_positive_int, default=None, help="square input size (default: the backbone's)"
     )
+    index.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="compute precision of the backbone: bfloat16 is faster on CPUs with AMX / AVX-512 BF16 and on GPUs "
+        "(benchmarks/bench_features.py measures it); the index records it",
+    )
     index.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
     index.add_argument(
         "--commit-every",

@@ -18,6 +18,19 @@ from cbir.models.backbones import get_backbone
 from cbir.retrieval.exact import exact_search
 
 
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras (`keras.utils.set_random_seed`) and, with `deterministic`,
+    ask TensorFlow for deterministic kernels (`tf.config.experimental.enable_op_determinism`): then a
+    training run repeats bit for bit on the same machine and software, at some cost in speed. It does not
+    make runs agree across machines, thread counts or library versions (floating-point sums are summed in
+    another order there), and an op without a deterministic kernel raises instead of running."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def software_versions() -> str:
     """``"Python 3.11.9, TensorFlow 2.18.0, Keras 3.8.0, NumPy 2.1.3"``: what a notebook ran with."""
     import tensorflow as tf

@@ -285,7 +285,7 @@ def evaluate_code_lengths(
     ks = tuple(ks)
     rows, results = [], {"Hamming": {}, "two-phase": {}}
     for bits, run in runs.items():
-        hamming, two_phase = _rankings(run, query_labels, database_labels, shortlist, ks)
+        hamming, two_phase = code_rankings(run, query_labels, database_labels, shortlist, ks)
         results["Hamming"][bits], results["two-phase"][bits] = hamming, two_phase
         rows.append(
             {
@@ -300,10 +300,11 @@ def evaluate_code_lengths(
     return CodeLengthEvaluation(table, results, cosine, shortlist, ks)
 
 
-def _rankings(
+def code_rankings(
     run: HashRun, query_labels: np.ndarray, database_labels: np.ndarray, shortlist: int, ks: tuple[int, ...]
 ) -> tuple[dict, dict]:
-    """`retrieval_metrics` of one run's Hamming ranking and two-phase ranking, as integer levels."""
+    """`retrieval_metrics` of one run's Hamming ranking and two-phase ranking (`shortlist` re-ranked by the
+    hidden features), computed from integer levels. Returns (Hamming result, two-phase result)."""
     index, codes, hidden = run.index, run.query_codes, run.query_hidden
     options = {"ks": ks, "map_at": (1000,)}
     hamming = retrieval_metrics(

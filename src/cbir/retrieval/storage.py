@@ -36,10 +36,12 @@ class IndexFormatError(ValueError):
 
 
 def check_settings(location: Path, settings: dict, expected: dict | None) -> None:
-    """Raise `IndexFormatError` naming every setting of an index that differs from `expected`."""
+    """Raise `IndexFormatError` naming every setting of an index that differs from `expected`; a key that
+    only one side has counts as differing (an index built in bfloat16 is not a float32 one)."""
     if expected is None:
         return
-    differing = {key: (settings.get(key), value) for key, value in expected.items() if settings.get(key) != value}
+    keys = [*expected, *(key for key in settings if key not in expected)]
+    differing = {key: (settings.get(key), expected.get(key)) for key in keys if settings.get(key) != expected.get(key)}
     if differing:
         details = ", ".join(f"{key}: index has {have!r}, requested {want!r}" for key, (have, want) in differing.items())
         raise IndexFormatError(
