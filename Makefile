@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= default
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install lint format test reports benchmarks smoke data readme-results lab clean
+.PHONY: install lint format test test-browser reports benchmarks smoke data readme-results lab clean
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Notebook 06's explorer in a real browser: JupyterLab on 127.0.0.1 (random port, token), Chromium from the
+# Debian package `chromium` driven by Playwright's Python package (never `playwright install`); screenshots
+# under reports/browser/. Skips, saying why, without a browser. Not part of `make test` (marker `browser`).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests/browser
 
 # Locate (or download) the datasets the default profile needs, before spending time on notebooks.
 data: $(STAMP)

@@ -23,6 +23,7 @@ LAYERS = [
     "viz",
     "experiments",
     "benchmark_records",
+    "report_tables",
     "reports",
     "cli",
 ]

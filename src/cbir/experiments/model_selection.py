@@ -22,6 +22,12 @@ from cbir.experiments import hashing, metric_learning
 from cbir.experiments.common import retrieval_table
 
 
+def embedding_factory(mode: str, features, image_sets, **options) -> Callable[[], keras.Model]:
+    """A function that builds a fresh, untrained embedding network each time it is called: the model of
+    `metric_learning.build_embedding` (same arguments), for `select_on_validation` and `embedding_seed_spread`."""
+    return lambda: metric_learning.build_embedding(mode, features, image_sets, **options)[0]
+
+
 def loss_grid(distances: Sequence[str], margins: Sequence[float]) -> list[dict]:
     """Every (distance, margin) setting of `TripletSemiHardLoss` to compare: ``{"distance", "margin"}`` dicts,
     distances outermost."""
@@ -138,6 +144,18 @@ def embedding_seed_spread(
         table, _ = retrieval_table({"trained": (vectors["held_out"], vectors["train"])}, held_out_labels, train.labels)
         rows.append({"seed": seed, "roc_auc": report["roc_auc"], "map": float(table[metric_label("map")].iloc[0])})
     return pd.DataFrame(rows)
+
+
+def selection_metrics(selection: Selection, spread: pd.DataFrame, prefix: str = "trained") -> dict[str, float]:
+    """The numbers a notebook records about its choice and spread: ``val_roc_auc_<distance>_<margin>`` per
+    setting, ``chosen_margin``, ``n_seeds``, and ``roc_auc_<prefix>_mean`` / ``_std`` and ``map_<prefix>_mean`` /
+    ``_std`` over `spread`'s seeds (`embedding_seed_spread`; standard deviation with ddof = 1, 0 for one seed)."""
+    metrics = {f"val_roc_auc_{setting_key(row)}": row["val_roc_auc"] for row in selection.table.to_dict("records")}
+    metrics |= {"chosen_margin": selection.setting["margin"], "n_seeds": len(spread)}
+    for column in ("roc_auc", "map"):
+        std = float(spread[column].std(ddof=1)) if len(spread) > 1 else 0.0
+        metrics |= {f"{column}_{prefix}_mean": float(spread[column].mean()), f"{column}_{prefix}_std": std}
+    return metrics
 
 
 def hashing_seed_spread(
