@@ -475,6 +475,13 @@ def test_loss_selection_uses_validation_pairs_only_and_is_seeded():
     assert spread.loc[0, "roc_auc"] == pytest.approx(roc_auc_score(is_match, np.sum(held[first] * held[second], 1)))
     assert spread.loc[0, "map"] == pytest.approx(_cosine_ap(held, held_out.labels, database, train.labels), abs=1e-6)
     assert spread.loc[1, "roc_auc"] != spread.loc[0, "roc_auc"]  # another seed, another model
+    metrics = model_selection.selection_metrics(selection, spread)
+    assert {key for key in metrics if key.startswith("val_roc_auc_")} == {
+        f"val_roc_auc_{key}" for key in ("squared-L2_0.2", "squared-L2_0.5", "angular_0.2", "angular_0.5")
+    }
+    assert metrics["chosen_margin"] == selection.setting["margin"] and metrics["n_seeds"] == 2
+    assert metrics["roc_auc_trained_mean"] == pytest.approx(np.mean(spread["roc_auc"]))
+    assert metrics["map_trained_std"] == pytest.approx(np.std(spread["map"], ddof=1))
 
 
 def test_evaluation_pairs_are_balanced_and_capped():
