@@ -52,6 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from cbir.data.synthetic import clustered_unit_vectors  # noqa: E402
+from cbir.evaluation.ann import knn_recall  # noqa: E402
 from cbir.retrieval.hamming import hamming_top_k, pack_codes  # noqa: E402
 from cbir.retrieval.indexes import make_index  # noqa: E402
 from cbir.retrieval.ranking import l2_normalize  # noqa: E402
@@ -102,11 +103,6 @@ def numpy_exhaustive(queries: np.ndarray, database: np.ndarray, k: int, block: i
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         indices[start : start + block] = np.take_along_axis(top, order, axis=1)
     return indices
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of each row of `truth` (neighbour ids) present in the same row of `found`."""
-    return float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(found, truth)]))
 
 
 def check_hamming_top_k(
@@ -229,7 +225,7 @@ def two_phase_benchmark(name: str, database, queries, given_codes: dict, args) -
         args.repeats,
     )
     truth = {"validation": numpy_exhaustive(validation, database, k), "test": results["numpy"]}
-    agreement = recall_at_k(results["faiss"], truth["test"])
+    agreement = knn_recall(results["faiss"], truth["test"], k)
     exhaustive = min(times, key=times.get)
     exhaustive_ms = 1e3 * times[exhaustive] / len(test)
     flat.reset()  # frees its copy of the database
@@ -264,13 +260,13 @@ def two_phase_benchmark(name: str, database, queries, given_codes: dict, args) -
                 index.set_search_params(shortlist=shortlist)
                 return index.search({"validation": validation, "test": test}[part], k)[1]
 
-        recalls = {s: recall_at_k(search(s, "validation"), truth["validation"]) for s in shortlists}
+        recalls = {s: knn_recall(search(s, "validation"), truth["validation"], k) for s in shortlists}
         reached = [s for s in shortlists if recalls[s] >= args.target]
         row = {"code": label, **{f"L={s}": recalls[s] for s in shortlists}, "L": None, "test": None, "ms": None}
         if reached:
             chosen = reached[0]
             found, timed = best_times({"two_phase": lambda shortlist=chosen: search(shortlist, "test")}, args.repeats)
-            row |= {"L": chosen, "test": recall_at_k(found["two_phase"], truth["test"])}
+            row |= {"L": chosen, "test": knn_recall(found["two_phase"], truth["test"], k)}
             row["ms"] = 1e3 * timed["two_phase"] / len(test)
             point = {
                 "code": label,
