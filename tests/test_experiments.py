@@ -13,6 +13,7 @@ from cbir.data.sources import load
 from cbir.data.splits import held_out_name, retrieval_split, split
 from cbir.evaluation.retrieval import retrieval_metrics
 from cbir.evaluation.verification import choose_threshold, pair_scores
+from cbir.experiments import classic_features as classic
 from cbir.experiments import common, exploration, hashing, metric_learning, model_selection, pretrained
 from cbir.features import FeatureExtractor
 from cbir.models.backbones import get_backbone
@@ -571,3 +572,41 @@ def test_tiny_imagenet_fixture_is_written_under_the_cache(isolated_paths):
     splits = load("tiny_imagenet", root, download=False)
     assert len(splits["train"].class_names) == 4 and len(splits["train"]) == 96 and len(splits["val"]) == 48
     assert held_out_name(splits) == "val"
+
+
+def test_classic_summary_rows_order_codes_and_fastest_indexes():
+    summary = {
+        "map_hog": 0.46,
+        "map_gem": 0.52,
+        "map_dlbhc48": 0.88,
+        "map_lsh_12": 0.21,
+        "map_itq_12": 0.50,
+        "map_lsh_48": 0.34,
+        "map_itq_48": 0.54,
+        "map_lsh_128": 0.44,
+        "map_itq_128": 0.57,
+        "qps_at_recall90_exact": 500.0,
+        "qps_at_recall90_hnsw_m16": 6000.0,
+        "qps_at_recall90_pq": 900.0,
+        "qps_at_recall90_exact_1m": 60.0,
+        "qps_at_recall90_ivfpq_1m": 300.0,
+        "qps_at_recall95_exact": 500.0,
+    }
+    rows = classic.summary_rows(summary)
+    assert [key for key, _, _ in rows] == [
+        "map_dlbhc48",
+        "map_gem",
+        "map_hog",
+        "map_lsh_48",
+        "map_itq_48",
+        "map_lsh_128",
+        "map_itq_128",
+        "qps_at_recall90_hnsw_m16",
+        "qps_at_recall90_exact",
+        "qps_at_recall90_ivfpq_1m",
+        "qps_at_recall90_exact_1m",
+        "qps_at_recall95_exact",
+    ]
+    assert rows[0][2] == classic.PUBLISHED_DLBHC and all(published is None for _, _, published in rows[1:])
+    assert rows[7][1] == "queries/s at recall@10 ≥ 0.9, deep features: fastest, hnsw_m16"
+    assert rows[9][1] == "queries/s at recall@10 ≥ 0.9, overlapping clusters: fastest, ivfpq"

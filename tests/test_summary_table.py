@@ -51,3 +51,16 @@ def test_non_numbers_are_refused_with_the_metric_name(value):
 def test_a_published_value_that_is_not_finite_is_refused():
     with pytest.raises(ValueError, match="published map_gem"):
         summary_table({"map_gem": 0.5}, [("map_gem", "mAP", float("nan"))])
+
+
+def test_large_values_are_written_to_the_unit_with_separators():
+    metrics = {"qps": 43204.4, "qps_exact": 999.96, "latency": -1234.5}
+    rows = [("qps", "queries/s", 1e5), ("qps_exact", "exact", None), ("latency", "change", None)]
+    expected = (
+        "| result | this run | published |\n"
+        "|---|---:|---|\n"
+        "| queries/s | 43,204 | 100,000 |\n"
+        "| exact | 1000 | — |\n"
+        "| change | -1,234 | — |\n"
+    )
+    assert summary_table(metrics, rows) == expected

@@ -9,14 +9,17 @@ from numbers import Integral, Real
 
 
 def _format(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+    if isinstance(value, int) or abs(value) >= 1000:  # 43,200 rather than 4.32e+04
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def summary_table(metrics: Mapping[str, float], rows: Sequence[tuple[str, str, float | str | None]]) -> str:
     """A notebook's Summary as Markdown: this run's headline numbers beside the published ones.
 
     Numbers are written as in the README's results (`render_results`): integers with thousands
-    separators (``70,000``), other numbers to 4 significant digits (``0.5204``). A ``|`` in a text
+    separators (``70,000``), other numbers from 1 000 up to the unit (``43,204``), the rest to 4
+    significant digits (``0.5204``). A ``|`` in a text
     is escaped so that it cannot split a cell.
 
     Args:

@@ -9,6 +9,7 @@ from notebooks 01–03 through `cbir.experiments.representations`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from cbir.features import FeatureExtractor
 from cbir.models.backbones import get_backbone
 from cbir.retrieval.binary_codes import ITQ, SignLSH
 from cbir.retrieval.hamming import hamming_distances, pack_codes
+
+PUBLISHED_DLBHC = "above LSH and ITQ at every length (Lin et al. 2015, CIFAR-10)"
+"""What the DLBHC paper reports against the unsupervised codes (a claim, not a comparable number)."""
 
 KS = (1, 10)
 """Precision cut-offs of the descriptor table (P@1, P@10)."""
@@ -318,3 +322,43 @@ def summary_text(
     learned = f"DLBHC {dlbhc:.3f}" if np.isfinite(dlbhc) else "DLBHC not recorded (run notebook 02)"
     lines.append(f"At {int(row['bits'])} bits: LSH mAP {row['LSH mAP']:.3f}, ITQ {row['ITQ mAP']:.3f}, {learned}.")
     return "\n".join(lines)
+
+
+def summary_rows(summary: Mapping[str, float]) -> list[tuple[str, str, str | None]]:
+    """Notebook 05's Summary rows for `cbir.report_tables.summary_table`, from its `summary_metrics`.
+
+    Every representation's mAP, best first; sign-LSH and ITQ mAP at DLBHC's code lengths (its
+    ``map_dlbhc<bits>`` keys) and at the longest recorded one; per recall target (0.9, 0.95) and set
+    (deep features, the large overlapping-cluster set), the fastest index's queries/s beside exact search's. No paper
+    reports these descriptors on this protocol: the only published cell is DLBHC's claim over LSH and ITQ.
+
+    Args:
+        summary: `summary_metrics`'s mapping (``map_<representation>``, ``map_lsh_<bits>``,
+            ``map_itq_<bits>``, ``qps_at_recall<target>_<index>[_1m]``).
+    Returns:
+        ``(metric name, label, published)`` per row; no row for a set or target that no index reached.
+        A row whose key `summary` lacks (LSH / ITQ at a length not swept) is left out by `summary_table`.
+    """
+    codes = ("map_lsh_", "map_itq_")
+    maps = sorted((k for k in summary if k.startswith("map_") and not k.startswith(codes)), key=summary.get)
+    dlbhc = [key for key in maps if re.fullmatch(r"map_dlbhc\d+", key)]
+    rows = [(key, f"mAP, {key.removeprefix('map_')}", PUBLISHED_DLBHC if key in dlbhc else None) for key in maps[::-1]]
+    recorded_bits = sorted({int(key.rsplit("_", 1)[1]) for key in summary if key.startswith("map_itq_")})
+    for bits in sorted({*(int(key.removeprefix("map_dlbhc")) for key in dlbhc), *recorded_bits[-1:]}):
+        rows += [(f"map_lsh_{bits}", f"mAP, sign-LSH {bits} bits", None)]
+        rows += [(f"map_itq_{bits}", f"mAP, ITQ {bits} bits", None)]
+    for target in (90, 95):
+        for suffix, name in (("", "deep features"), ("_1m", "overlapping clusters")):
+            prefix = f"qps_at_recall{target}_"
+            indexes = {
+                key.removeprefix(prefix).removesuffix(suffix): value
+                for key, value in summary.items()
+                if key.startswith(prefix) and key.endswith("_1m") == bool(suffix)
+            }
+            if indexes:
+                fastest = max(indexes, key=indexes.get)
+                label = f"queries/s at recall@10 ≥ {target / 100:g}, {name}"
+                rows.append((f"{prefix}{fastest}{suffix}", f"{label}: fastest, {fastest}", None))
+                if fastest != "exact":
+                    rows.append((f"{prefix}exact{suffix}", f"{label}: exact search", None))
+    return rows
