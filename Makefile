@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,dev,scale]"
 	touch $(STAMP)
 
 # Ruff (configured in pyproject.toml): lint and check formatting of the package, tests, benchmarks, notebooks.
@@ -45,7 +45,7 @@ reports: data
 	$(MAKE) benchmarks
 	$(BIN)/cbir reports --update-readme
 
-# Every benchmark at its default size (about 25 minutes on 2 cores), each writing reports/benchmarks.json,
+# Every benchmark at its default size (about 30 minutes on 2 cores), each writing reports/benchmarks.json,
 # one at a time so that none times another's load; after the notebooks (bench_search's real set reads
 # notebook 02's cached features and head).
 benchmarks: $(STAMP)
@@ -53,6 +53,8 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_indexes.py
+	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python benchmarks/bench_extract.py
 
 # Every notebook on tiny data in a minute or two, written under reports/smoke/ so that the committed
 # default-profile figures and metrics are left alone.

@@ -75,6 +75,30 @@ def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+PHOTO_SOURCES = {"cat": "chelsea", "coffee": "coffee", "astronaut": "astronaut", "rocket": "rocket"}
+"""Class → scikit-image sample photograph of `photo_tree`."""
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory) -> Path:
+    """A class-per-folder tree: 4 classes × 4 views (crops and flips of one photograph per class), 64 × 64 JPEGs."""
+    import skimage.data
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tree")
+    for label, name in PHOTO_SOURCES.items():
+        photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        width, height = photo.size
+        for view in range(4):
+            box = (view * width // 16, view * height // 16, width - view * width // 16, height - view * height // 16)
+            image = photo.crop(box).resize((64, 64))
+            if view % 2:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            (root / label).mkdir(exist_ok=True)
+            image.save(root / label / f"{label}{view}.jpg", quality=95)
+    return root
+
+
 # ------------------------------------------------------------------ fake PyTorch checkpoints (no torch needed)
 
 

@@ -112,3 +112,21 @@ def test_bench_indexes_runs_and_prints_its_summary():
     assert match, last
     rows = {line.split()[0] for line in completed.stdout.splitlines()[1:-1] if line.strip()}
     assert {entry["name"] for entry in default_sweep(4000, 16, large=True)} <= rows  # every index has a row
+
+
+@pytest.mark.slow
+def test_bench_extract_runs_and_prints_its_ratios():
+    pytest.importorskip("ray.data", reason="the [scale] extra (ray[data]) is not installed")
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_extract.py"), "--images", "8", "--input-size", "32",
+         "--batch-size", "4", "--repeats", "1", "--weights", "none", "--no-record"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    last = completed.stdout.strip().splitlines()[-1]
+    ratios = re.fullmatch(
+        r"ray1_vs_single=([\d.]+) ray2_vs_single=([\d.]+) "
+        r"ray1_marginal_vs_single=([\d.]+) ray2_marginal_vs_single=([\d.]+)",
+        last,
+    )
+    assert ratios and all(float(ratio) > 0 for ratio in ratios.groups()), last

@@ -9,30 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
-from PIL import Image
 
 from cbir.cli import main
 from cbir.retrieval.feature_index import FeatureIndex
-
-SOURCES = {"cat": "chelsea", "coffee": "coffee", "astronaut": "astronaut", "rocket": "rocket"}
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    """4 classes × 4 views (crops and flips of one photograph per class), 64 × 64 JPEGs."""
-    root = tmp_path_factory.mktemp("tree")
-    for label, name in SOURCES.items():
-        photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-        width, height = photo.size
-        for view in range(4):
-            box = (view * width // 16, view * height // 16, width - view * width // 16, height - view * height // 16)
-            image = photo.crop(box).resize((64, 64))
-            if view % 2:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            (root / label).mkdir(exist_ok=True)
-            image.save(root / label / f"{label}{view}.jpg", quality=95)
-    return root
 
 
 def _run(capsys, *argv):
@@ -59,15 +38,19 @@ def _search(capsys, index, queries, *options):
         ("sift_bow", "flat"),
     ],
 )
-def test_descriptor_and_structure_search_like_exact_search(tree, tmp_path, capsys, isolated_paths, features, structure):
+def test_descriptor_and_structure_search_like_exact_search(
+    photo_tree, tmp_path, capsys, isolated_paths, features, structure
+):
     index = tmp_path / "index"
-    code, out, err = _run(capsys, "index", tree, "--out", index, "--features", features, "--index", structure, "--json")
+    code, out, err = _run(
+        capsys, "index", photo_tree, "--out", index, "--features", features, "--index", structure, "--json"
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["images"] == 16 and summary["structure"] == structure
     attachments = FeatureIndex.load(index).attachments
     assert ("ann" in attachments) == (structure != "flat")
-    queries = sorted(tree.glob("*/*0.jpg"))
+    queries = sorted(photo_tree.glob("*/*0.jpg"))
     found, exact = _search(capsys, index, queries), _search(capsys, index, queries, "--exact")
     assert [[r["path"] for r in q["results"]] for q in found] == [[r["path"] for r in q["results"]] for q in exact]
     for query in found:
@@ -79,62 +62,62 @@ def test_descriptor_and_structure_search_like_exact_search(tree, tmp_path, capsy
         assert scores == sorted(scores, reverse=True)
 
 
-def test_changing_the_structure_rebuilds_only_the_ann_file(tree, tmp_path, capsys, isolated_paths):
+def test_changing_the_structure_rebuilds_only_the_ann_file(photo_tree, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
-    assert _run(capsys, "index", tree, "--out", index, "--features", "hog")[0] == 0
-    code, out, err = _run(capsys, "index", tree, "--out", index, "--features", "hog", "--index", "hnsw", "--json")
+    assert _run(capsys, "index", photo_tree, "--out", index, "--features", "hog")[0] == 0
+    code, out, err = _run(capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "hnsw", "--json")
     assert code == 0, err
     assert json.loads(out)["embedded"] == 0 and "ann" in FeatureIndex.load(index).attachments
     code, out, err = _run(
-        capsys, "index", tree, "--out", index, "--features", "hog", "--index", "hnsw", "--index-param", "M=8"
+        capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "hnsw", "--index-param", "M=8"
     )
     assert code == 0, err
     assert FeatureIndex.load(index).attachments["ann"]["meta"]["params"]["M"] == 8
-    results = _search(capsys, index, [tree / "cat" / "cat1.jpg"], "--search-param", "ef_search=4")
+    results = _search(capsys, index, [photo_tree / "cat" / "cat1.jpg"], "--search-param", "ef_search=4")
     assert len(results[0]["results"]) >= 1
-    assert _run(capsys, "index", tree, "--out", index, "--features", "hog", "--index", "flat")[0] == 0
+    assert _run(capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "flat")[0] == 0
     assert "ann" not in FeatureIndex.load(index).attachments
     assert not list(index.glob("attachment-ann-*"))
 
 
-def test_bad_structure_parameters_and_mixed_features(tree, tmp_path, capsys, isolated_paths):
+def test_bad_structure_parameters_and_mixed_features(photo_tree, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
     code, _, err = _run(
-        capsys, "index", tree, "--out", index, "--features", "hog", "--index", "hnsw", "--index-param", "bogus=1"
+        capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "hnsw", "--index-param", "bogus=1"
     )
     assert code == 1 and "bogus" in err
     with pytest.raises(SystemExit) as usage:
-        main(["index", str(tree), "--out", str(index), "--index-param", "M"])
+        main(["index", str(photo_tree), "--out", str(index), "--index-param", "M"])
     assert usage.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
-    assert _run(capsys, "index", tree, "--out", index, "--features", "hog", "--index", "hnsw")[0] == 0
-    code, _, err = _run(capsys, "search", index, tree / "cat" / "cat1.jpg", "--search-param", "nprobe=3")
+    assert _run(capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "hnsw")[0] == 0
+    code, _, err = _run(capsys, "search", index, photo_tree / "cat" / "cat1.jpg", "--search-param", "nprobe=3")
     assert code == 1 and "nprobe" in err
-    code, _, err = _run(capsys, "index", tree, "--out", index, "--features", "lbp")
+    code, _, err = _run(capsys, "index", photo_tree, "--out", index, "--features", "lbp")
     assert code == 1 and "features" in err  # an index of hog descriptors is not silently mixed with lbp
 
 
-def test_a_corrupt_ann_file_is_an_error_naming_it(tree, tmp_path, capsys, isolated_paths):
+def test_a_corrupt_ann_file_is_an_error_naming_it(photo_tree, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
-    assert _run(capsys, "index", tree, "--out", index, "--features", "hog", "--index", "hnsw")[0] == 0
+    assert _run(capsys, "index", photo_tree, "--out", index, "--features", "hog", "--index", "hnsw")[0] == 0
     ann = next(index.glob("attachment-ann-*.npz"))
     ann.write_bytes(ann.read_bytes()[:100])
-    code, out, err = _run(capsys, "search", index, tree / "cat" / "cat1.jpg")
+    code, out, err = _run(capsys, "search", index, photo_tree / "cat" / "cat1.jpg")
     assert code == 1 and out == "" and ann.name in err
 
 
-def test_a_vocabulary_is_fitted_once_and_reused(tree, tmp_path, capsys, isolated_paths):
+def test_a_vocabulary_is_fitted_once_and_reused(photo_tree, tmp_path, capsys, isolated_paths):
     index = tmp_path / "index"
     partial = tmp_path / "partial"
     for label in ("cat", "coffee"):
         (partial / label).mkdir(parents=True)
-        for path in (tree / label).iterdir():
+        for path in (photo_tree / label).iterdir():
             (partial / label / path.name).write_bytes(path.read_bytes())
     assert _run(capsys, "index", partial, "--out", index, "--features", "sift_bow")[0] == 0
     vocabulary = FeatureIndex.load(index).attachments["descriptor"]
     before = FeatureIndex.load(index).features.copy()
     for label in ("astronaut",):
         (partial / label).mkdir()
-        for path in (tree / label).iterdir():
+        for path in (photo_tree / label).iterdir():
             (partial / label / path.name).write_bytes(path.read_bytes())
     code, out, err = _run(capsys, "index", partial, "--out", index, "--features", "sift_bow", "--json")
     assert code == 0 and json.loads(out)["embedded"] == 4, err

@@ -20,6 +20,7 @@ LAYERS = [
     "descriptors",
     "models",
     "features",
+    "scale",
     "viz",
     "experiments",
     "benchmark_records",
@@ -106,6 +107,6 @@ def test_no_cbir_import_inside_a_function_outside_the_cli():
 
 
 def test_every_layer_is_a_package_with_a_docstring():
-    for layer in ("data", "descriptors", "models", "retrieval", "evaluation", "viz", "experiments", "cli"):
+    for layer in ("data", "descriptors", "models", "retrieval", "evaluation", "viz", "experiments", "scale", "cli"):
         init = PACKAGE / layer / "__init__.py"
         assert init.is_file() and ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), layer

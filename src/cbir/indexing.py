@@ -14,8 +14,9 @@ Every file left out is returned with its reason; nothing is printed here except 
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,6 +216,7 @@ def index_folder(
     log: Log = lambda message: None,
     structure: str = "flat",
     structure_params: dict | None = None,
+    embed_chunks: Callable[[list[Path]], Iterable[tuple[list[Path], list[SkippedFile], np.ndarray]]] | None = None,
 ) -> IndexReport:
     """Create or update the index of every image under `image_dir` in the directory `out`.
 
@@ -226,6 +228,9 @@ def index_folder(
         commit_every: images embedded between two commits (the unit of resumption), >= 1.
         force: write into a non-empty directory that holds no index, or rebuild an index that is
             corrupt or was built with other settings.
+        embed_chunks: paths → chunks of (readable paths, skipped files, float32 features), each committed
+            as it comes (e.g. `cbir.scale.ray_extract.ray_embed_chunks`, CNN settings only); default: this
+            process, `commit_every` files a chunk.
     Returns:
         an `IndexReport`.
     Raises:
@@ -265,15 +270,18 @@ def index_folder(
             if previous is not None and "descriptor" in previous.attachments:
                 index.attachments = {"descriptor": previous.attachments["descriptor"]}  # fitted once, kept
             index.save(out)
-        extractor = _extractor_for(index, out, settings, to_embed, batch_size, progress, log) if to_embed else None
-        for start in range(0, len(to_embed), commit_every):
-            readable, unreadable = readable_images(to_embed[start : start + commit_every])
+        if embed_chunks is None:  # this process, one chunk of commit_every files at a time
+            extractor = _extractor_for(index, out, settings, to_embed, batch_size, progress, log) if to_embed else None
+            embed_chunks = functools.partial(embed_in_chunks, extractor, chunk_size=commit_every, progress=progress)
+        done = 0
+        for readable, unreadable, features in embed_chunks(to_embed):
             report.skipped += unreadable
             if readable:
-                index.append(out, [identities[p] for p in readable], embed_files(extractor, readable, progress))
+                index.append(out, [identities[p] for p in readable], features)
                 report.embedded += len(readable)
+            done += len(readable) + len(unreadable)
             if len(to_embed) > commit_every:
-                log(f"committed {min(start + commit_every, len(to_embed))}/{len(to_embed)} new images to {out}")
+                log(f"committed {done}/{len(to_embed)} new images to {out}")
         refresh_structure(index, out, structure, structure_params, log)
     report.n_images = len(index)
     if len(index) > 1 and np.ptp(index.features, axis=0).max() == 0:
@@ -282,6 +290,24 @@ def index_folder(
             "scores will all be 1.0"
         )
     return report
+
+
+def embed_in_chunks(
+    extractor: FeatureExtractor | DescriptorExtractor | None,
+    paths: Sequence[Path],
+    chunk_size: int,
+    progress: bool = True,
+) -> Iterator[tuple[list[Path], list[SkippedFile], np.ndarray]]:
+    """Embed `paths` in this process, `chunk_size` files at a time (the unit a caller commits).
+
+    Yields:
+        (readable paths, skipped files with their reasons, float32 (len(readable), dim) features of
+        `extractor`, or a (0, 0) array when no file of the chunk is readable).
+    """
+    for start in range(0, len(paths), chunk_size):
+        readable, unreadable = readable_images(paths[start : start + chunk_size])
+        features = embed_files(extractor, readable, progress) if readable else np.empty((0, 0), np.float32)
+        yield readable, unreadable, features
 
 
 def _describe(settings: dict) -> str:

@@ -3,6 +3,7 @@ and imports what it needs (TensorFlow only where a model runs) when it runs, to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ def _skipped(output: Output, skipped, what: str = "skipped") -> None:
 
 def command_index(args, output: Output) -> int:
     import_tensorflow_quietly()
-    from cbir.folder_descriptors import FOLDER_DESCRIPTORS, descriptor_settings
+    from cbir.folder_descriptors import FOLDER_DESCRIPTORS, descriptor_settings, is_descriptor_settings
     from cbir.indexing import IndexingError, extractor_settings, index_folder
     from cbir.retrieval.storage import IndexFormatError
 
@@ -34,20 +35,31 @@ def command_index(args, output: Output) -> int:
             args.precision,
         )
     try:
-        report = index_folder(
-            args.image_dir,
-            args.out,
-            settings,
-            batch_size=args.batch_size,
-            commit_every=args.commit_every,
-            force=args.force,
-            lock_timeout=args.lock_timeout,
-            progress=not args.quiet,
-            log=output.info,
-            structure=args.structure,
-            structure_params=dict(args.index_param),
-        )
-    except (IndexingError, IndexFormatError, FileNotFoundError) as error:
+        location = _store_location(args.store)
+    except ValueError as error:
+        output.warn(f"error: {error}")
+        return 2
+    if location is None and args.out is None:
+        output.warn("error: --out INDEX_DIR is required with --store files")
+        return 2
+    if args.engine == "ray" and is_descriptor_settings(settings):
+        output.warn("error: --engine ray embeds with a CNN backbone; classic descriptors run with --engine local")
+        return 2
+    common = {"force": args.force, "structure": args.structure, "structure_params": dict(args.index_param)}
+    try:
+        with contextlib.ExitStack() as stack:
+            chunks = _embed_chunks(args, settings, stack, milvus=location is not None)
+            if location is None:
+                report = index_folder(
+                    args.image_dir, args.out, settings, batch_size=args.batch_size, commit_every=args.commit_every,
+                    lock_timeout=args.lock_timeout, progress=not args.quiet, log=output.info, embed_chunks=chunks,
+                    **common,
+                )  # fmt: skip
+            else:
+                from cbir.scale.milvus_indexing import index_folder_milvus
+
+                report = index_folder_milvus(args.image_dir, location, settings, chunks, log=output.info, **common)
+    except (ImportError, IndexingError, IndexFormatError, FileNotFoundError) as error:
         output.warn(f"error: {error}")
         return 1
     except ValueError as error:  # a parameter the structure does not take, or an impossible value
@@ -72,6 +84,33 @@ def command_index(args, output: Output) -> int:
         f"{report.unchanged} unchanged, {report.removed} removed, {len(report.skipped)} skipped"
     )
     return 0
+
+
+def _store_location(store: str):
+    """``--store`` → None (files) or a `cbir.retrieval.milvus_store.StoreLocation`; ValueError if malformed."""
+    if store == "files":
+        return None
+    from cbir.retrieval.milvus_store import parse_store
+
+    return parse_store(store)
+
+
+def _embed_chunks(args, settings: dict, stack: contextlib.ExitStack, milvus: bool):
+    """The chunk generator `index_folder` / `index_folder_milvus` embed with: Ray Data with ``--engine ray``
+    (its session entered on `stack`), this process otherwise (None: `index_folder`'s own default)."""
+    import functools
+
+    options = {"batch_size": args.batch_size, "chunk_size": args.commit_every, "progress": not args.quiet}
+    if args.engine == "ray":
+        from cbir.scale.ray_extract import ray_embed_chunks, ray_session
+
+        stack.enter_context(ray_session(args.address, args.workers))
+        return functools.partial(ray_embed_chunks, settings, workers=args.workers, **options)
+    if milvus:
+        from cbir.scale.milvus_indexing import local_embed_chunks
+
+        return functools.partial(local_embed_chunks, settings, **options)
+    return None
 
 
 def _query_files(queries: Sequence[str], output: Output) -> tuple[list[Path], int]:
@@ -99,16 +138,28 @@ def command_search(args, output: Output) -> int:
     from cbir.retrieval.feature_index import FeatureIndex
     from cbir.retrieval.storage import IndexFormatError
 
-    expected = {key: value for key, value in (("backbone", args.backbone), ("pooling", args.pooling)) if value}
     try:
-        index = FeatureIndex.load(args.index_dir, expected_settings=expected or None)
-    except IndexFormatError as error:
+        location = _store_location(args.store)
+    except ValueError as error:
         output.warn(f"error: {error}")
-        return 1
-    if not index.entries:
-        output.warn(f"error: index {args.index_dir} is empty")
-        return 1
-    queries, failures = _query_files(args.queries, output)
+        return 2
+    if location is None and not args.queries:
+        output.warn("error: give at least one QUERY after INDEX_DIR")
+        return 2
+    if location is not None and args.grid:
+        output.warn("error: --grid works with --store files only")
+        return 2
+    expected = {key: value for key, value in (("backbone", args.backbone), ("pooling", args.pooling)) if value}
+    if location is None:
+        try:
+            index = FeatureIndex.load(args.index_dir, expected_settings=expected or None)
+        except IndexFormatError as error:
+            output.warn(f"error: {error}")
+            return 1
+        if not index.entries:
+            output.warn(f"error: index {args.index_dir} is empty")
+            return 1
+    queries, failures = _query_files(args.queries if location is None else [args.index_dir, *args.queries], output)
     readable, unreadable = readable_images(queries)
     _skipped(output, unreadable, "error: query")
     failures += len(unreadable)
@@ -116,31 +167,31 @@ def command_search(args, output: Output) -> int:
         output.warn("error: no readable query image")
         return 1
     import_tensorflow_quietly()
-    from cbir.indexing import search_folder_index
-
+    options = {"search_params": dict(args.search_param), "exact": args.exact, "progress": not args.quiet}
     try:
-        scores, indices = search_folder_index(
-            index,
-            readable,
-            k=args.k,
-            progress=not args.quiet,
-            directory=args.index_dir,
-            search_params=dict(args.search_param),
-            exact=args.exact,
-            log=output.info,
-        )
-    except IndexFormatError as error:
-        output.warn(f"error: {args.index_dir}: {error}")
+        if location is None:
+            from cbir.indexing import search_folder_index
+
+            scores, indices = search_folder_index(
+                index, readable, k=args.k, directory=args.index_dir, log=output.info, **options
+            )
+            hits = [  # an ANN structure may find fewer than k (index -1)
+                [(index.entries[i]["path"], s) for s, i in zip(row_scores, row_indices) if i >= 0]
+                for row_scores, row_indices in zip(scores, indices)
+            ]
+        else:
+            from cbir.scale.milvus_indexing import search_milvus
+
+            scores, paths = search_milvus(location, readable, args.k, expected_settings=expected, **options)
+            hits = [list(zip(row_paths, row_scores)) for row_scores, row_paths in zip(scores, paths)]
+    except (ImportError, IndexFormatError) as error:
+        output.warn(f"error: {f'{args.index_dir}: ' if location is None else ''}{error}")  # a store names itself
         return 1
     except ValueError as error:
         output.warn(f"error: --search-param: {error}")
         return 1
-    for query, row_scores, row_indices in zip(readable, scores, indices):
-        results = [
-            {"path": index.entries[i]["path"], "score": round(float(s), 6)}
-            for s, i in zip(row_scores, row_indices)
-            if i >= 0  # an ANN structure may find fewer than k
-        ]
+    for query, query_hits in zip(readable, hits):
+        results = [{"path": path, "score": round(float(score), 6)} for path, score in query_hits]
         if args.json:
             output.result(json.dumps({"query": str(query), "results": results}))
         else:

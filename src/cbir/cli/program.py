@@ -5,6 +5,8 @@
     cbir index IMAGE_DIR --out INDEX_DIR [--features efficientnet_lite0|hog|sift_vlad|...] [--pooling gem]
                [--index flat|hnsw|ivfpq|binary] [--index-param KEY=VALUE ...]
     cbir search INDEX_DIR QUERY... [-k 5] [--json] [--grid out.png] [--search-param KEY=VALUE ...] [--exact]
+    cbir index IMAGE_DIR --store milvus:PATH.db|http://HOST:19530 [--engine ray [--address A] [--workers N]]
+    cbir search --store milvus:PATH.db|http://HOST:19530 QUERY... [-k 5] [--json]
     cbir compare FOLDER [--triplets triplets.csv] [--backbone NAME ...] [--metric NAME ...] [--json]
 
 `index` embeds every image under IMAGE_DIR (recursively) with a pretrained backbone and pooling, or
@@ -21,6 +23,9 @@ on stderr, with the reason, and skipped.
 and prints the k most similar indexed images with a score in [0, 1] (``(1 + cosine) / 2`` for CNN
 features; the descriptor's distance mapped to [0, 1] by `cbir.retrieval.distances` otherwise); with
 ``--json``, one JSON object per query and line (JSON Lines).
+
+``--store`` keeps the index in a Milvus collection instead (embedded Milvus Lite or a server) and
+``--engine ray`` embeds with Ray Data (`cbir.scale`; both need ``pip install 'cbir[scale]'``).
 
 `compare` scores backbones × distance metrics on (query, positive, negative) triplets of a folder:
 the success rate (p+ closer than p−; ties ½) with a 95 % bootstrap interval, and the pair ROC AUC.
@@ -86,6 +91,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _scale_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--store",
+        default="files",
+        metavar="STORE",
+        help="files (INDEX_DIR), milvus:PATH.db[#COLLECTION] (Milvus Lite, embedded) or "
+        "http(s)://HOST:19530[#COLLECTION] (a Milvus server): pip install 'cbir[scale]' for Milvus",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cbir.data.sources import DATASETS
 
@@ -121,7 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         "index", help="embed every image under IMAGE_DIR into an index", formatter_class=formatter
     )
     index.add_argument("image_dir", metavar="IMAGE_DIR")
-    index.add_argument("--out", required=True, metavar="INDEX_DIR", help="index directory (created or updated)")
+    index.add_argument(
+        "--out", metavar="INDEX_DIR", help="index directory (created or updated); required with --store files"
+    )
+    _scale_options(index)
+    index.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="embed in this process, or with Ray Data (parallel decoding, one model per worker): pip install "
+        "'cbir[scale]'",
+    )
+    index.add_argument("--address", default=None, help="--engine ray: a Ray cluster's address (default: local Ray)")
+    index.add_argument("--workers", type=_positive_int, default=2, help="--engine ray: actors, one model each")
     index.add_argument(
         "--backbone",
         default="efficientnet_lite0",
@@ -201,8 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser(
         "search", help="find the indexed images most similar to each query", formatter_class=formatter
     )
-    search.add_argument("index_dir", metavar="INDEX_DIR")
-    search.add_argument("queries", metavar="QUERY", nargs="+", help="query images or folders of them")
+    search.add_argument("index_dir", metavar="INDEX_DIR", help="the index directory (with --store files)")
+    search.add_argument(
+        "queries",
+        metavar="QUERY",
+        nargs="*",
+        help="query images or folders of them (all positionals with --store milvus)",
+    )
+    _scale_options(search)
     search.add_argument("-k", type=_positive_int, default=5, help="results per query")
     search.add_argument(
         "--json",
