@@ -2,6 +2,7 @@
 the same top-k as the file index, incremental re-indexing, and clear errors."""
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -97,3 +98,42 @@ def test_incremental_milvus_index_and_errors(photo_tree, tmp_path, capsys, isola
     assert code == 2 and "expected 'files'" in err
     code, _, err = _run(capsys, "index", folder, *FAST)
     assert code == 2 and "--out INDEX_DIR is required" in err
+
+
+def test_bad_stores_fail_before_any_work_and_create_nothing(photo_tree, tmp_path, capsys, isolated_paths):
+    query = photo_tree / "cat" / "cat0.jpg"
+    missing = tmp_path / "typo" / "nested" / "cbir.db"
+    code, _, err = _run(capsys, "search", query, "--store", f"milvus:{missing}")
+    assert code == 1 and "no Milvus Lite database there" in err
+    assert not (tmp_path / "typo").exists()  # a read-only command leaves nothing behind
+
+    not_milvus = tmp_path / "notes.db"
+    not_milvus.write_text("hello")
+    code, _, err = _run(capsys, "index", photo_tree, "--store", f"milvus:{not_milvus}", *FAST)
+    assert code == 1 and "is a file, not a Milvus Lite database" in err
+    assert not_milvus.read_text() == "hello"
+
+    store = tmp_path / "new" / "cbir.db"
+    code, out, err = _run(capsys, "index", photo_tree, "--store", f"milvus:{store}", *FAST, "--index", "hnsw",
+                          "--index-param", "nprobe=3")  # fmt: skip
+    assert code == 1 and "takes ['M', 'bits', 'ef_construction'], got ['nprobe']" in err and out == ""
+    assert not store.exists()  # refused before anything was embedded or created
+
+    code, _, err = _run(capsys, "index", photo_tree, "--store", f"milvus:{store}#{'a' * 256}", *FAST)
+    assert code == 2 and "at most 255" in err
+    code, _, err = _run(capsys, "index", photo_tree, "--store", f"milvus:{store}", "--out", tmp_path / "x", *FAST)
+    assert code == 2 and "--out is not for --store milvus:" in err
+    code, _, err = _run(capsys, "index", photo_tree, "--store", f"milvus:{store}", "--features", "hog")
+    assert code == 2 and "index descriptors with --store files" in err
+
+
+def test_an_unreachable_ray_address_fails_fast_naming_it():
+    pytest.importorskip("ray.data", reason="the [scale] extra (ray[data]) is not installed")
+    from cbir.scale.ray_extract import check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConnectionError, match=f"--address {address}: no Ray cluster answers"):
+            check_reachable(address, timeout_s=5)

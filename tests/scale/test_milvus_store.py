@@ -8,13 +8,8 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the [scale] extra (pymilvus with Milvus Lite) is not installed")
 
-from cbir.retrieval.milvus_store import (  # noqa: E402
-    MilvusStore,
-    StoreLocation,
-    import_pymilvus,
-    parse_store,
-    path_id,
-)
+from cbir.retrieval.milvus_location import StoreLocation, import_pymilvus, parse_store  # noqa: E402
+from cbir.retrieval.milvus_store import MilvusStore, path_id  # noqa: E402
 from cbir.retrieval.storage import IndexFormatError  # noqa: E402
 
 SETTINGS = {"backbone": "vgg16", "layer": "block5_conv3", "pooling": "gem", "input_size": [32, 32]}

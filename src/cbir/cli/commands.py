@@ -3,7 +3,6 @@ and imports what it needs (TensorFlow only where a model runs) when it runs, to 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,27 +38,28 @@ def command_index(args, output: Output) -> int:
     except ValueError as error:
         output.warn(f"error: {error}")
         return 2
-    if location is None and args.out is None:
-        output.warn("error: --out INDEX_DIR is required with --store files")
+    if (location is None) == (args.out is None):
+        output.warn(f"error: {'--out INDEX_DIR is required with' if location is None else '--out is not for'} "
+                    f"--store {args.store}")  # fmt: skip
         return 2
-    if args.engine == "ray" and is_descriptor_settings(settings):
-        output.warn("error: --engine ray embeds with a CNN backbone; classic descriptors run with --engine local")
+    if (args.engine == "ray" or location is not None) and is_descriptor_settings(settings):
+        output.warn("error: --engine ray and --store milvus take CNN features; index descriptors with --store files")
         return 2
     common = {"force": args.force, "structure": args.structure, "structure_params": dict(args.index_param)}
+    store_errors = _store_errors(location)
     try:
-        with contextlib.ExitStack() as stack:
-            chunks = _embed_chunks(args, settings, stack, milvus=location is not None)
-            if location is None:
-                report = index_folder(
-                    args.image_dir, args.out, settings, batch_size=args.batch_size, commit_every=args.commit_every,
-                    lock_timeout=args.lock_timeout, progress=not args.quiet, log=output.info, embed_chunks=chunks,
-                    **common,
-                )  # fmt: skip
-            else:
-                from cbir.scale.milvus_indexing import index_folder_milvus
+        chunks = _embed_chunks(args, settings, milvus=location is not None)
+        if location is None:
+            report = index_folder(
+                args.image_dir, args.out, settings, batch_size=args.batch_size, commit_every=args.commit_every,
+                lock_timeout=args.lock_timeout, progress=not args.quiet, log=output.info, embed_chunks=chunks,
+                **common,
+            )  # fmt: skip
+        else:
+            from cbir.scale.milvus_indexing import index_folder_milvus
 
-                report = index_folder_milvus(args.image_dir, location, settings, chunks, log=output.info, **common)
-    except (ImportError, IndexingError, IndexFormatError, FileNotFoundError) as error:
+            report = index_folder_milvus(args.image_dir, location, settings, chunks, log=output.info, **common)
+    except (ImportError, IndexingError, IndexFormatError, FileNotFoundError, ConnectionError, *store_errors) as error:
         output.warn(f"error: {error}")
         return 1
     except ValueError as error:  # a parameter the structure does not take, or an impossible value
@@ -90,22 +90,34 @@ def _store_location(store: str):
     """``--store`` → None (files) or a `cbir.retrieval.milvus_store.StoreLocation`; ValueError if malformed."""
     if store == "files":
         return None
-    from cbir.retrieval.milvus_store import parse_store
+    from cbir.retrieval.milvus_location import parse_store
 
     return parse_store(store)
 
 
-def _embed_chunks(args, settings: dict, stack: contextlib.ExitStack, milvus: bool):
+def _store_errors(location) -> tuple[type[BaseException], ...]:
+    """The errors of the Milvus client to report (none for files, or without pymilvus: its ImportError is)."""
+    if location is None:
+        return ()
+    from cbir.retrieval.milvus_location import milvus_errors
+
+    try:
+        return milvus_errors()
+    except ImportError:
+        return ()
+
+
+def _embed_chunks(args, settings: dict, milvus: bool):
     """The chunk generator `index_folder` / `index_folder_milvus` embed with: Ray Data with ``--engine ray``
-    (its session entered on `stack`), this process otherwise (None: `index_folder`'s own default)."""
+    (a session started once there is something to embed), this process otherwise (None: `index_folder`'s
+    own default)."""
     import functools
 
     options = {"batch_size": args.batch_size, "chunk_size": args.commit_every, "progress": not args.quiet}
     if args.engine == "ray":
-        from cbir.scale.ray_extract import ray_embed_chunks, ray_session
+        from cbir.scale.ray_extract import embed_with_ray
 
-        stack.enter_context(ray_session(args.address, args.workers))
-        return functools.partial(ray_embed_chunks, settings, workers=args.workers, **options)
+        return functools.partial(embed_with_ray, settings, address=args.address, workers=args.workers, **options)
     if milvus:
         from cbir.scale.milvus_indexing import local_embed_chunks
 
@@ -184,7 +196,7 @@ def command_search(args, output: Output) -> int:
 
             scores, paths = search_milvus(location, readable, args.k, expected_settings=expected, **options)
             hits = [list(zip(row_paths, row_scores)) for row_scores, row_paths in zip(scores, paths)]
-    except (ImportError, IndexFormatError) as error:
+    except (ImportError, IndexFormatError, *_store_errors(location)) as error:
         output.warn(f"error: {f'{args.index_dir}: ' if location is None else ''}{error}")  # a store names itself
         return 1
     except ValueError as error:

@@ -1,8 +1,8 @@
 """`MilvusStore`: the features of a folder of images in a Milvus collection (`pymilvus.MilvusClient`).
 
 The same code serves an embedded Milvus Lite database file (``milvus:data/cbir.db``) and a Milvus
-standalone or distributed deployment (``http://HOST:19530``); `parse_store` reads the ``--store``
-value. ``#NAME`` after either picks the collection (default ``cbir``): one collection per index.
+standalone or distributed deployment (``http://HOST:19530``); `cbir.retrieval.milvus_location.parse_store`
+reads the ``--store`` value. ``#NAME`` after either picks the collection (default ``cbir``): one collection per index.
 
 Each image is one row: ``id`` (int64 primary key, the first 63 bits of the SHA-256 of the path, so an
 update of a path is an upsert of its id), ``path``, ``size`` (bytes), ``mtime_ns``, ``sha256`` (of the
@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from cbir.retrieval.binary_codes import SignLSH
 from cbir.retrieval.exact import exact_search
 from cbir.retrieval.indexes.faiss_indexes import pq_subquantizers
+from cbir.retrieval.milvus_location import StoreLocation, connect, import_pymilvus, lite_database_exists
 from cbir.retrieval.storage import IndexFormatError, check_settings
 
 STORE_FORMAT_VERSION = 1
-DEFAULT_COLLECTION = "cbir"
 META_KEY = "cbir.meta"  # the collection property holding the settings and options (JSON)
 ENCODER_ID = -1  # the row holding the code's encoder
 MAX_LIMIT = 16384  # Milvus' largest top-k / query window
@@ -47,55 +45,22 @@ _SEARCH_PARAMS = {"binary": {"shortlist": 1000}, "flat": {"refine": 10}, "hnsw":
                   "ivfpq": {"refine": 10, "nprobe": 16}}  # fmt: skip
 
 
-def import_pymilvus():
-    """The `pymilvus` module; ImportError naming the ``[scale]`` extra when it is not installed."""
-    try:
-        import pymilvus
-    except ImportError as error:
-        raise ImportError(
-            "--store milvus needs pymilvus with Milvus Lite: pip install 'cbir[scale]' "
-            f"(or pip install 'pymilvus[milvus_lite]'); {error}",
-            name="pymilvus",
-        ) from error
-    return pymilvus
-
-
-@dataclass(frozen=True)
-class StoreLocation:
-    """Where a Milvus index lives: `uri` for `MilvusClient`, the `collection`, and whether it is Milvus Lite."""
-
-    uri: str
-    collection: str
-    lite: bool
-
-    def __str__(self) -> str:
-        return f"{'milvus:' if self.lite else ''}{self.uri}#{self.collection}"
-
-
-def parse_store(spec: str) -> StoreLocation | None:
-    """``--store`` value → `StoreLocation`, or None for ``files`` (the `FeatureIndex` directory).
-
-    ``milvus:PATH[#NAME]``: a Milvus Lite file (its name must end in ``.db``, its folder is created);
-    ``http(s)://HOST:PORT[#NAME]``: a server. NAME: letters, digits and underscores, not first a digit.
+def check_structure(structure: str, params: dict | None = None) -> dict:
+    """`params` completed with the defaults of `structure`, checked before any work (`MilvusStore.create`).
 
     Raises:
-        ValueError: any other form, naming the accepted ones.
+        ValueError: a structure not in `STRUCTURES`, a parameter it does not take, or ``bits`` that is
+            not a positive multiple of 8.
     """
-    if spec == "files":
-        return None
-    address, _, collection = spec.partition("#")
-    collection = collection or DEFAULT_COLLECTION
-    if not (collection.replace("_", "a").isalnum() and collection.isascii() and not collection[0].isdigit()):
-        raise ValueError(f"collection name {collection!r}: use letters, digits and _, not starting with a digit")
-    if address.startswith("milvus:"):
-        path = Path(address.removeprefix("milvus:")).expanduser()
-        if path.suffix != ".db":
-            raise ValueError(f"--store {spec}: Milvus Lite needs a file name ending in .db, got {str(path)!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return StoreLocation(str(path.resolve()), collection, lite=True)
-    if address.startswith(("http://", "https://")):
-        return StoreLocation(address, collection, lite=False)
-    raise ValueError(f"--store {spec!r}: expected 'files', 'milvus:PATH.db[#NAME]' or 'http(s)://HOST:PORT[#NAME]'")
+    if structure not in STRUCTURES:
+        raise ValueError(f"unknown --index {structure!r} for a Milvus store; expected one of {STRUCTURES}")
+    unknown = sorted(set(params or {}) - set(_DEFAULT_PARAMS[structure]) - {"bits"})
+    if unknown:
+        raise ValueError(f"--index {structure} takes {sorted({*_DEFAULT_PARAMS[structure], 'bits'})}, got {unknown}")
+    params = {"bits": 256, **_DEFAULT_PARAMS[structure], **(params or {})}
+    if not isinstance(params["bits"], int) or params["bits"] < 8 or params["bits"] % 8:
+        raise ValueError(f"bits must be a positive multiple of 8, got {params['bits']!r}")
+    return params
 
 
 def path_id(path: str) -> int:
@@ -117,18 +82,12 @@ class MilvusStore:
 
     # ---------------------------------------------------------------- opening
 
-    @staticmethod
-    def _connect(location: StoreLocation):
-        pymilvus = import_pymilvus()
-        try:
-            return pymilvus.MilvusClient(uri=location.uri)
-        except Exception as error:  # grpc / Lite start-up errors have many types
-            raise IndexFormatError(f"{location}: cannot connect to Milvus ({type(error).__name__}: {error})") from error
-
     @classmethod
     def exists(cls, location: StoreLocation) -> bool:
-        """Whether the collection exists (connects and disconnects)."""
-        client = cls._connect(location)
+        """Whether the collection exists (connects and disconnects; a missing Lite database: False)."""
+        if not lite_database_exists(location):
+            return False
+        client = connect(location)
         try:
             return client.has_collection(location.collection)
         finally:
@@ -144,7 +103,7 @@ class MilvusStore:
             IndexFormatError: no such collection, not one `create` made, a newer format, or a setting or
                 option that differs (the message names the store and each differing key).
         """
-        client = cls._connect(location)
+        client = connect(location)
         try:
             if not client.has_collection(location.collection):
                 raise IndexFormatError(f"{location}: no such collection; create it with `cbir index --store ...`")
@@ -187,23 +146,14 @@ class MilvusStore:
         Raises:
             ValueError: an unknown structure or parameter, or bad bits; IndexFormatError: it exists.
         """
-        if structure not in STRUCTURES:
-            raise ValueError(f"unknown --index {structure!r} for a Milvus store; expected one of {STRUCTURES}")
-        unknown = sorted(set(params or {}) - set(_DEFAULT_PARAMS[structure]) - {"bits"})
-        if unknown:
-            raise ValueError(
-                f"--index {structure} takes {sorted({*_DEFAULT_PARAMS[structure], 'bits'})}, got {unknown}"
-            )
-        params = {"bits": 256, **_DEFAULT_PARAMS[structure], **(params or {})}
-        if not isinstance(params["bits"], int) or params["bits"] < 8 or params["bits"] % 8:
-            raise ValueError(f"bits must be a positive multiple of 8, got {params['bits']!r}")
+        params = check_structure(structure, params)
         metric = settings.get("metric", "cosine")
         if metric not in ("cosine", "euclidean"):
             raise ValueError(f"a Milvus store holds cosine or euclidean features; these use {metric!r}")
         options = {"dim": int(dim), "metric": metric, "structure": structure, "params": params,
                    "codes": "float" if location.lite else "binary"}  # fmt: skip
         pymilvus = import_pymilvus()
-        client = cls._connect(location)
+        client = connect(location, create=True)
         try:
             if client.has_collection(location.collection):
                 if not overwrite:

@@ -20,7 +20,8 @@ import numpy as np
 from cbir.data.images import SkippedFile, list_image_files
 from cbir.folder_descriptors import is_descriptor_settings
 from cbir.indexing import IndexingError, IndexReport, embed_files, embed_in_chunks, file_identity, make_extractor
-from cbir.retrieval.milvus_store import MilvusStore, StoreLocation
+from cbir.retrieval.milvus_location import StoreLocation
+from cbir.retrieval.milvus_store import MilvusStore, check_structure
 from cbir.retrieval.storage import IndexFormatError, check_settings, sha256_of_file
 
 Chunks = Iterable[tuple[list[Path], list[SkippedFile], np.ndarray]]
@@ -85,12 +86,14 @@ def index_folder_milvus(
     Returns:
         an `IndexReport` whose ``directory`` is the store's location.
     Raises:
+        ValueError: a structure or parameter the store does not take (`check_structure`), before any work.
         IndexingError: descriptor settings, a store built otherwise (without `force`), or no image.
         IndexFormatError: Milvus cannot be reached; FileNotFoundError: `image_dir` is not a directory;
         ImportError: pymilvus (or ray) is not installed.
     """
     if is_descriptor_settings(settings):
         raise IndexingError(f"--store {location}: a Milvus store holds CNN features; use --store files for descriptors")
+    check_structure(structure, structure_params)  # before any image is embedded
     paths, skipped = list_image_files(image_dir)
     if not paths:
         raise IndexingError(f"no images found under {image_dir} ({len(skipped)} other files skipped)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def ray_session(address: str | None = None, workers: int = 2) -> Iterator[object
         yield ray
         return
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -68,6 +70,33 @@ def ray_session(address: str | None = None, workers: int = 2) -> Iterator[object
         yield ray
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast where `ray.init(address)` would retry for minutes: a TCP connection to HOST:PORT of a
+    ``HOST:PORT`` or ``ray://HOST:PORT`` address (``auto`` and other forms are left to Ray).
+
+    Raises:
+        ConnectionError: nothing accepts a connection there within `timeout_s` seconds, naming the address.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConnectionError(f"--address {address}: no Ray cluster answers there ({error})") from error
+
+
+def embed_with_ray(
+    settings: dict, paths: Sequence[Path], *, address: str | None = None, workers: int = 2, **options
+) -> Iterator[tuple[list[Path], list[SkippedFile], np.ndarray]]:
+    """`ray_embed_chunks` inside its own `ray_session`, started only when there is something to embed
+    and ended when the chunks are consumed (or their consumer stops). `options`: `ray_embed_chunks`'s."""
+    if not paths:
+        return
+    with ray_session(address, workers):
+        yield from ray_embed_chunks(settings, paths, workers=workers, **options)
 
 
 def decode_batch(batch: dict, max_side: int) -> dict:
