@@ -12,8 +12,9 @@ each building its model when the run starts — included in the time, as a user 
 pays it on every run. Each variant runs once untimed on half the files (warm-up: TensorFlow's graph
 tracing, the OS file cache), then --repeats timed runs on half and on all the files; the best of each is
 kept. End to end: n / time(n). Marginal: (n − n/2) / (time(n) − time(n/2)), the rate once the fixed
-start-up is paid — what counts for millions of images. Every variant's features are checked against the
-single process's (max |difference| < 1e-4) before anything is printed.
+start-up is paid — what counts for millions of images (nan when time(n) <= time(n/2): too few images).
+Every variant's features are checked against the single process's (max |difference| < 1e-4) before
+anything is printed.
 
 The last line reads ``ray1_vs_single=<ratio> ray2_vs_single=<ratio> ray1_marginal_vs_single=<ratio>
 ray2_marginal_vs_single=<ratio>``: images/s of Ray over images/s of the single process, end to end and at
@@ -117,7 +118,8 @@ def main() -> None:
             run(half)  # warm-up: graph tracing, the OS file cache
             half_s, _ = best_of(args.repeats, functools.partial(run, half))
             full[name], found = best_of(args.repeats, functools.partial(run, paths))
-            marginal[name] = (len(paths) - len(half)) / max(full[name] - half_s, 1e-9)
+            extra_s = full[name] - half_s  # <= 0 when the run is too short to tell start-up from the rest
+            marginal[name] = (len(paths) - len(half)) / extra_s if extra_s > 0 else float("nan")
             reference = found if reference is None else reference
             difference = max(float(np.abs(found[p] - reference[p]).max()) for p in paths)
             if difference > 1e-4:
