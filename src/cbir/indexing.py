@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,8 @@ from cbir.retrieval.ranking import l2_normalize
 from cbir.retrieval.storage import IndexFormatError, index_lock, is_index_file, remove_stale_temporaries
 
 Log = Callable[[str], None]
+Chunks = Iterable[tuple[list[Path], list[SkippedFile], np.ndarray]]
+"""Embedded chunks: (readable paths, skipped files with their reasons, float32 (len(readable), dim) features)."""
 
 
 class IndexingError(ValueError):
@@ -216,7 +218,7 @@ def index_folder(
     log: Log = lambda message: None,
     structure: str = "flat",
     structure_params: dict | None = None,
-    embed_chunks: Callable[[list[Path]], Iterable[tuple[list[Path], list[SkippedFile], np.ndarray]]] | None = None,
+    embed_chunks: Callable[[list[Path]], Chunks] | None = None,
 ) -> IndexReport:
     """Create or update the index of every image under `image_dir` in the directory `out`.
 
@@ -297,7 +299,7 @@ def embed_in_chunks(
     paths: Sequence[Path],
     chunk_size: int,
     progress: bool = True,
-) -> Iterator[tuple[list[Path], list[SkippedFile], np.ndarray]]:
+) -> Chunks:
     """Embed `paths` in this process, `chunk_size` files at a time (the unit a caller commits).
 
     Yields:

@@ -12,20 +12,26 @@ CNN features only: a classic descriptor's fitted vocabulary has no place in a co
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from cbir.data.images import SkippedFile, list_image_files
+from cbir.data.images import list_image_files
 from cbir.folder_descriptors import is_descriptor_settings
-from cbir.indexing import IndexingError, IndexReport, embed_files, embed_in_chunks, file_identity, make_extractor
+from cbir.indexing import (
+    Chunks,
+    IndexingError,
+    IndexReport,
+    Log,
+    embed_files,
+    embed_in_chunks,
+    file_identity,
+    make_extractor,
+)
 from cbir.retrieval.milvus_location import StoreLocation
 from cbir.retrieval.milvus_store import MilvusStore, check_structure
 from cbir.retrieval.storage import IndexFormatError, check_settings, sha256_of_file
-
-Chunks = Iterable[tuple[list[Path], list[SkippedFile], np.ndarray]]
-Log = Callable[[str], None]
 
 
 def local_embed_chunks(

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from cbir.data.images import SkippedFile, UnreadableImageError, read_image
 from cbir.data.pipeline import DECODE_HEADROOM
-from cbir.indexing import make_extractor
+from cbir.indexing import Chunks, make_extractor
 from cbir.retrieval.ranking import l2_normalize
 
 DECODE_CPUS = 0.2  # CPU share of a decoding task; the actors take the rest (see `_actor_resources`)
@@ -90,7 +90,7 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
 
 def embed_with_ray(
     settings: dict, paths: Sequence[Path], *, address: str | None = None, workers: int = 2, **options
-) -> Iterator[tuple[list[Path], list[SkippedFile], np.ndarray]]:
+) -> Chunks:
     """`ray_embed_chunks` inside its own `ray_session`, started only when there is something to embed
     and ended when the chunks are consumed (or their consumer stops). `options`: `ray_embed_chunks`'s."""
     if not paths:
@@ -171,7 +171,7 @@ def ray_embed_chunks(
     batch_size: int = 32,
     chunk_size: int = 1024,
     progress: bool = True,
-) -> Iterator[tuple[list[Path], list[SkippedFile], np.ndarray]]:
+) -> Chunks:
     """Embed image files with Ray Data in the running session (`ray_session`), in chunks as they finish.
 
     Args:
